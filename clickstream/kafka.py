@@ -1,0 +1,354 @@
+"""Kafka adapters: the click source, a delivery-checked record sink, and start-up checks.
+
+Source: one confluent-kafka consumer per input partition (bytewax's FixedPartitionedSource), no
+consumer group (offsets live in the recovery snapshot), values parsed in the partition's batch
+and grouped by user shard, malformed ones turned into dead-letter records on the spot.
+
+Sink: unlike bytewax's stock KafkaSink it does not flush after every batch and it does check
+every delivery report. Records are flushed at each snapshot (the end of an epoch), and a failed
+delivery stops the dataflow with one clear line instead of vanishing, so a restart from the
+last snapshot re-produces what was not acknowledged.
+"""
+
+import logging
+import struct
+import sys
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from clickstream.deadletters import MALFORMED, dead_letter
+from clickstream.events import MalformedEvent, parse_event
+from clickstream.metrics import METRICS
+from clickstream.operators import DLQ_KEY, USER_SHARD_KEYS, shard_of
+from clickstream.settings import Settings, SettingsError
+from clickstream.windows import IDLE_CLOCK, IdleClock
+
+log = logging.getLogger("clickstream.kafka")
+
+BATCH_SIZE = 5000
+METADATA_TIMEOUT_S = 10.0
+
+
+def _quiet_logger() -> logging.Logger:
+    """librdkafka's own log lines (connect retries...) go here instead of stderr."""
+    logger = logging.getLogger("clickstream.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
+
+
+def client_config(settings: Settings, **extra) -> dict:
+    config = {"bootstrap.servers": settings.bootstrap_servers, "logger": _quiet_logger()}
+    config.update(extra)
+    return config
+
+
+def topic_partitions(settings: Settings) -> Dict[str, int]:
+    """Check at start that a broker answers and every topic exists; partition count per topic.
+
+    Raises SettingsError with one line naming the setting at fault.
+    """
+    admin = AdminClient(client_config(settings))
+    try:
+        metadata = admin.list_topics(timeout=METADATA_TIMEOUT_S)
+    except KafkaException:
+        raise SettingsError(
+            f"CLICKSTREAM_BROKERS={settings.bootstrap_servers}: no Kafka broker answered "
+            f"within {METADATA_TIMEOUT_S:.0f} s"
+        ) from None
+    counts = {}
+    for name, topic in (("CLICKSTREAM_INPUT_TOPIC", settings.input_topic),
+                        ("CLICKSTREAM_USER_TOPIC", settings.user_topic),
+                        ("CLICKSTREAM_PAGE_TOPIC", settings.page_topic),
+                        ("CLICKSTREAM_DLQ_TOPIC", settings.dlq_topic)):
+        meta = metadata.topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise SettingsError(
+                f"{name}={topic!r}: no such topic on {settings.bootstrap_servers} "
+                "(create it first, e.g. `make topics`)"
+            )
+        counts[topic] = len(meta.partitions)
+    return counts
+
+
+def create_topics(settings: Settings, partitions: int, topics: Optional[Iterable[str]] = None,
+                  ) -> List[str]:
+    """Create missing topics (input and outputs by default); returns the ones created."""
+    admin = AdminClient(client_config(settings))
+    wanted = list(topics) if topics is not None else [settings.input_topic, *settings.output_topics]
+    existing = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
+    new = [NewTopic(t, partitions, 1) for t in wanted if t not in existing]
+    created = []
+    for topic, future in (admin.create_topics(new).items() if new else ()):
+        try:
+            future.result()
+            created.append(topic)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+# ---------------------------------------------------------------------------------------------
+# Source
+
+
+class _ClickPartition(StatefulSourcePartition):
+    def __init__(self, settings: Settings, partition: int, resume_offset: Optional[int],
+                 clock: IdleClock, batch_size: int):
+        self._topic = settings.input_topic
+        self._partition = partition
+        self._clock = clock
+        self._batch_size = batch_size
+        self._tp = TopicPartition(self._topic, partition)
+        self._consumer = Consumer(client_config(
+            settings,
+            **{
+                "group.id": "clickstream",  # required by the client; nothing is committed
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # A resume offset that retention already deleted is data loss: say so, do not skip.
+                "auto.offset.reset": "error",
+                "isolation.level": "read_committed",
+            },
+        ))
+        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=METADATA_TIMEOUT_S)
+        # Next offset to read: the snapshot's, or the log start on a fresh store.
+        self._next = low if resume_offset is None else resume_offset
+        self._end: Optional[int] = high if settings.bounded else None
+        start = OFFSET_BEGINNING if resume_offset is None else resume_offset
+        self._consumer.assign([TopicPartition(self._topic, partition, start)])
+        self._lag_gauge = METRICS.consumer_lag.labels(self._topic, str(partition))
+        self._done = False
+
+    def next_batch(self) -> list:
+        if self._done or (self._end is not None and self._next >= self._end):
+            self._finish()
+        messages = self._consumer.consume(self._batch_size, 0.001)
+        shards: Dict[str, list] = {}
+        dead: list = []
+        last = None
+        topic, partition, end = self._topic, self._partition, self._end
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._on_error(err)
+                continue
+            offset = msg.offset()
+            if end is not None and offset >= end:
+                self._done = True
+                break
+            last = offset
+            value = msg.value()
+            try:
+                event = parse_event(value, partition, offset)
+            except MalformedEvent as exc:
+                dead.append((DLQ_KEY, dead_letter(MALFORMED, str(exc), topic, partition, offset, value)))
+                continue
+            key = USER_SHARD_KEYS[shard_of(event.user_id)]
+            bucket = shards.get(key)
+            if bucket is None:
+                shards[key] = [event]
+            else:
+                bucket.append(event)
+        if last is not None:
+            self._next = last + 1
+            consumed = len(messages)
+            METRICS.events_consumed.inc(consumed)
+            if dead:
+                METRICS.events_malformed.inc(len(dead))
+        elif end is not None:
+            # Transaction markers take offsets but are never delivered: trust the position.
+            position = self._consumer.position([self._tp])[0].offset
+            if position >= end:
+                self._done = True
+        if end is not None and self._next >= end:
+            self._done = True
+        self._report_lag(bool(messages))
+        items: list = list(shards.items())
+        items.extend(dead)
+        return items
+
+    def _report_lag(self, got_messages: bool) -> None:
+        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        # Caught up: everything fetched so far has been read (or nothing was there to read).
+        caught_up = not got_messages
+        if high >= 0:
+            lag = max(high - self._next, 0)
+            self._lag_gauge.set(lag)
+            caught_up = caught_up or lag == 0
+        self._clock.report((self._topic, self._partition), caught_up)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            raise RuntimeError(
+                f"offset {self._next} of {self._topic}[{self._partition}] is no longer on the broker "
+                "(deleted by retention?); refusing to skip data"
+            )
+        if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
+            raise RuntimeError(f"consuming {self._topic}[{self._partition}] failed: {err.str()}")
+        log.warning("consumer %s[%d]: %s (retrying)", self._topic, self._partition, err.str())
+
+    def _finish(self):
+        self._clock.report((self._topic, self._partition), True)
+        raise StopIteration()
+
+    def snapshot(self) -> Optional[int]:
+        return self._next
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class ClickSource(FixedPartitionedSource):
+    """Input partitions of the click topic; emits (user_shard, [Event]) and (DLQ_KEY, json)."""
+
+    def __init__(self, settings: Settings, clock: IdleClock = IDLE_CLOCK, batch_size: int = BATCH_SIZE):
+        self._settings = settings
+        self._clock = clock
+        self._batch_size = batch_size
+
+    def list_parts(self) -> List[str]:
+        count = topic_partitions(self._settings)[self._settings.input_topic]
+        return [f"{self._settings.input_topic}-{i}" for i in range(count)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _ClickPartition:
+        partition = int(for_part.rpartition("-")[2])
+        return _ClickPartition(self._settings, partition, resume_state, self._clock, self._batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sink
+
+
+class DeliveryFailed(RuntimeError):
+    pass
+
+
+class _RecordPartition(StatefulSinkPartition):
+    def __init__(self, settings: Settings, topic: str, partition: int):
+        self._topic = topic
+        self._partition = partition
+        self._producer = Producer(client_config(
+            settings,
+            **{
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+            },
+        ))
+        self._failures: List[str] = []
+        self._produced = METRICS.records_produced.labels(topic)
+        self._errors = METRICS.produce_errors.labels(topic)
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self._produced.inc()
+        else:
+            self._errors.inc()
+            self._failures.append(err.str())
+
+    def write_batch(self, values: List[Tuple[Optional[str], bytes]]) -> None:
+        self._raise_failures()
+        produce = self._producer.produce
+        for key, value in values:
+            while True:
+                try:
+                    produce(self._topic, value, key, partition=self._partition,
+                            on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    # Local queue full: let librdkafka send and serve callbacks, then retry.
+                    self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _raise_failures(self) -> None:
+        if self._failures:
+            raise DeliveryFailed(
+                f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
+                f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
+                "the last snapshot"
+            )
+
+    def _flush(self) -> None:
+        while self._producer.flush(5.0) > 0:
+            log.warning("waiting for Kafka to acknowledge %d record(s) to %s",
+                        len(self._producer), self._topic)
+        self._raise_failures()
+
+    def snapshot(self) -> None:
+        # The epoch's records must be acknowledged before its snapshot may be committed.
+        self._flush()
+        return None
+
+    def close(self) -> None:
+        self._flush()
+
+
+class RecordSink(FixedPartitionedSink):
+    """Writes (key, bytes) values to a topic, one sink partition per Kafka partition.
+
+    Items are (routing_key, (key, value)); the routing key picks the Kafka partition with
+    Kafka's own default partitioner (murmur2), so a keyed record lands where a Java producer
+    would have put it.
+    """
+
+    def __init__(self, settings: Settings, topic: str, partitions: int):
+        self._settings = settings
+        self._topic = topic
+        self._partitions = partitions
+
+    def list_parts(self) -> List[str]:
+        return [f"{i:05d}" for i in range(self._partitions)]
+
+    def part_fn(self, item_key: str) -> int:
+        return murmur2(item_key.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+
+    def build_part(self, step_id: str, for_part: str, resume_state) -> _RecordPartition:
+        return _RecordPartition(self._settings, self._topic, int(for_part))
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's default partitioner hash), as a signed 32-bit int."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    blocks = length // 4
+    for (k,) in struct.iter_unpack("<I", data[: blocks * 4]):
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[blocks * 4:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit 2: how every start-up problem ends."""
+    print(f"clickstream: {message}", file=sys.stderr)
+    raise SystemExit(2)

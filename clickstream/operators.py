@@ -1,0 +1,172 @@
+"""Bytewax glue for the windows: keyed shards, timers, snapshots and tagged outputs.
+
+Keys are *shards* of users (and of urls), Flink's key groups: the shard count is fixed, so the
+recovery state keeps its layout whatever the number of workers or processes, while each shard
+holds many users and is handed whole batches, which keeps the Python cost per event low. The
+window rules themselves live in `clickstream/windows.py`.
+
+Both stages emit `(tag, payload)` values:
+- user stage: ("user", (user_id, json)), ("page_in", (page_shard, [Event])), ("dlq", json)
+- page stage: ("page", (url, json)), ("dlq", json)
+"""
+
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, List, Optional, Tuple
+
+from bytewax.operators import StatefulBatchLogic
+
+from clickstream import codec
+from clickstream.deadletters import LATE, dead_letter
+from clickstream.metrics import METRICS
+from clickstream.windows import (
+    IDLE_CLOCK,
+    Aggregation,
+    ClosedWindow,
+    IdleClock,
+    KeyedWindows,
+    PageTraffic,
+    UserEngagement,
+    format_ts,
+)
+
+SHARDS = 64  # part of the recovery store's layout: changing it needs a fresh store
+USER_SHARD_KEYS = tuple(f"u{i:02d}" for i in range(SHARDS))
+PAGE_SHARD_KEYS = tuple(f"p{i:02d}" for i in range(SHARDS))
+DLQ_KEY = "dlq"
+PAGE_SETTLE_MS = 1000  # see KeyedWindows: page watermarks wait this long on the idle clock
+
+USER, PAGE, PAGE_IN, DLQ = "user", "page", "page_in", "dlq"
+
+
+def shard_of(text: str) -> int:
+    """Stable across processes and runs (unlike hash())."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % SHARDS
+
+
+class _WindowShard(StatefulBatchLogic):
+    """One shard of keys: feeds events to KeyedWindows, closes on timers and at end of input."""
+
+    aggregation: Aggregation
+    output: str
+
+    def __init__(self, width_ms: int, lateness_ms: int, bounded: bool, input_topic: str,
+                 resume_state, clock: IdleClock = IDLE_CLOCK):
+        # A bounded run (backfill) closes only on event time and at its end, so its result
+        # never depends on how fast it ran.
+        self.windows = self._windows(width_ms, lateness_ms, bounded)
+        self.clock = clock
+        self.input_topic = input_topic
+        if resume_state is not None:
+            self.windows.restore(resume_state, clock.now_ms())
+
+    def _emit(self, closed: List[ClosedWindow], out: list) -> None:
+        if not closed:
+            return
+        for key, result in self.windows.results(closed):
+            out.append((self.output, (key, codec.dumps(result))))
+        METRICS.windows_emitted.labels(self.output).inc(len(closed))
+
+    def _late(self, event, closed_through: int, out: list) -> None:
+        start = event.ts - event.ts % self.windows.width
+        error = (f"late: {self.output} window {format_ts(start)} of "
+                 f"{self._key_of(event)!r} was already emitted "
+                 f"(watermark {format_ts(closed_through)})")
+        out.append((DLQ, dead_letter(LATE, error, self.input_topic, event.partition,
+                                     event.offset, event.raw)))
+        METRICS.events_late.inc()
+
+    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:
+        return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded)
+
+    def _key_of(self, event) -> str:
+        raise NotImplementedError
+
+    def on_notify(self) -> Tuple[Iterable, bool]:
+        out: list = []
+        self._emit(self.windows.close_idle(self.clock.now_ms()), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> Tuple[Iterable, bool]:
+        out: list = []
+        self._emit(self.windows.close_all(), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> Optional[datetime]:
+        due = self.windows.next_due()
+        if due is None:
+            return None
+        wait_ms = min(max(due - self.clock.now_ms(), 0), 3_600_000)  # re-checked when it fires
+        return datetime.now(timezone.utc) + timedelta(milliseconds=wait_ms)
+
+    def snapshot(self):
+        return self.windows.snapshot()
+
+
+class UserShard(_WindowShard):
+    """Per-user windows; lateness is decided here, once per event (SPEC: per user)."""
+
+    aggregation = UserEngagement()
+    output = USER
+
+    def _key_of(self, event) -> str:
+        return event.user_id
+
+    def on_batch(self, chunks: List[list]) -> Tuple[Iterable, bool]:
+        windows = self.windows
+        now = self.clock.now_ms()
+        closed: List[ClosedWindow] = []
+        out: list = []
+        to_pages: dict = {}
+        for chunk in chunks:
+            for event in chunk:
+                if windows.add(event.user_id, event, now, closed):
+                    shard = PAGE_SHARD_KEYS[shard_of(event.url)]
+                    bucket = to_pages.get(shard)
+                    if bucket is None:
+                        to_pages[shard] = [event]
+                    else:
+                        bucket.append(event)
+                else:
+                    self._late(event, windows.keys[event.user_id].watermark, out)
+        self._emit(closed, out)
+        for shard, events in to_pages.items():
+            out.append((PAGE_IN, (shard, events)))
+        return out, StatefulBatchLogic.RETAIN
+
+
+class PageShard(_WindowShard):
+    """Per-url windows over the events the user stage found on time.
+
+    Live, a url's watermark is its own newest event time (like Kafka Streams' stream time),
+    applied only after it settled for PAGE_SETTLE_MS of caught-up time, because events reach
+    this stage through different user shards in no fixed order and a replayed backlog is read
+    unevenly across partitions. An event on time for its user can still find its url's
+    window already emitted when users' clocks are far apart; it is then dead-lettered as late
+    for the page (it did count for the user), never dropped silently.
+    Bounded, page windows stay open to the end of the input, so a backfill's page metrics are
+    exactly the on-time events grouped by url and window, however users' clocks interleave.
+    """
+
+    aggregation = PageTraffic()
+    output = PAGE
+
+    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:
+        return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded,
+                            watermark_closing=not bounded, settle_ms=PAGE_SETTLE_MS)
+
+    def _key_of(self, event) -> str:
+        return event.url
+
+    def on_batch(self, chunks: List[list]) -> Tuple[Iterable, bool]:
+        windows = self.windows
+        now = self.clock.now_ms()
+        closed: List[ClosedWindow] = []
+        out: list = []
+        for chunk in chunks:
+            for event in chunk:
+                if not windows.add(event.url, event, now, closed):
+                    self._late(event, windows.keys[event.url].watermark, out)
+        windows.apply_settled(now, closed)
+        self._emit(closed, out)
+        return out, StatefulBatchLogic.RETAIN

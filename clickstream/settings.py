@@ -1,0 +1,106 @@
+"""Service settings: one frozen object read from the environment, checked once at start.
+
+A bad value stops the program before any work with a single line that names the variable
+(`SettingsError`); `dataflows/clickstream.py` prints that line and exits 2, no traceback.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional, Tuple
+
+DEFAULTS = {
+    "CLICKSTREAM_BROKERS": "127.0.0.1:9092",
+    "CLICKSTREAM_INPUT_TOPIC": "website-clicks",
+    "CLICKSTREAM_USER_TOPIC": "user-metrics",
+    "CLICKSTREAM_PAGE_TOPIC": "page-metrics",
+    "CLICKSTREAM_DLQ_TOPIC": "clickstream-dlq",
+    "CLICKSTREAM_WINDOW_SECONDS": "5",
+    "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10",
+    "CLICKSTREAM_BOUNDED": "",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is unusable; str() is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    brokers: Tuple[str, ...] = ("127.0.0.1:9092",)
+    input_topic: str = "website-clicks"
+    user_topic: str = "user-metrics"
+    page_topic: str = "page-metrics"
+    dlq_topic: str = "clickstream-dlq"
+    window_ms: int = 5000
+    lateness_ms: int = 10000
+    bounded: bool = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(self.brokers)
+
+    @property
+    def output_topics(self) -> Tuple[str, str, str]:
+        return (self.user_topic, self.page_topic, self.dlq_topic)
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(name, DEFAULTS[name]).strip()
+
+        brokers = tuple(b.strip() for b in get("CLICKSTREAM_BROKERS").split(",") if b.strip())
+        if not brokers:
+            raise SettingsError("CLICKSTREAM_BROKERS is empty; give host:port[,host:port...]")
+        for broker in brokers:
+            host, _, port = broker.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError(f"CLICKSTREAM_BROKERS entry {broker!r} is not host:port")
+        topics = {}
+        for name in ("CLICKSTREAM_INPUT_TOPIC", "CLICKSTREAM_USER_TOPIC", "CLICKSTREAM_PAGE_TOPIC",
+                     "CLICKSTREAM_DLQ_TOPIC"):
+            topics[name] = _topic_name(name, get(name))
+        window_ms = _seconds_to_ms("CLICKSTREAM_WINDOW_SECONDS", get("CLICKSTREAM_WINDOW_SECONDS"))
+        if window_ms <= 0:
+            raise SettingsError("CLICKSTREAM_WINDOW_SECONDS must be greater than 0")
+        lateness_ms = _seconds_to_ms(
+            "CLICKSTREAM_ALLOWED_LATENESS_SECONDS", get("CLICKSTREAM_ALLOWED_LATENESS_SECONDS")
+        )
+        if lateness_ms < 0:
+            raise SettingsError("CLICKSTREAM_ALLOWED_LATENESS_SECONDS must not be negative")
+        bounded_text = get("CLICKSTREAM_BOUNDED").lower()
+        if bounded_text not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+            raise SettingsError(f"CLICKSTREAM_BOUNDED={bounded_text!r} is not 1/0 (true/false)")
+        return cls(
+            brokers=brokers,
+            input_topic=topics["CLICKSTREAM_INPUT_TOPIC"],
+            user_topic=topics["CLICKSTREAM_USER_TOPIC"],
+            page_topic=topics["CLICKSTREAM_PAGE_TOPIC"],
+            dlq_topic=topics["CLICKSTREAM_DLQ_TOPIC"],
+            window_ms=window_ms,
+            lateness_ms=lateness_ms,
+            bounded=bounded_text in ("1", "true", "yes", "on"),
+        )
+
+
+def _seconds_to_ms(name: str, text: str) -> int:
+    """Seconds as a decimal number (fractions allowed, e.g. 0.5) to whole milliseconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={text!r} is not a finite number of seconds")
+    ms = round(seconds * 1000)
+    if seconds > 0 and ms == 0:
+        raise SettingsError(f"{name}={text!r} is below one millisecond")
+    return ms
+
+
+def _topic_name(name: str, value: str) -> str:
+    # Kafka's own rule: 1..249 characters of [a-zA-Z0-9._-], not "." or "..".
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or len(value) > 249 or value in (".", "..") or not set(value) <= allowed:
+        raise SettingsError(f"{name}={value!r} is not a valid Kafka topic name")
+    return value

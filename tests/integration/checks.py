@@ -1,0 +1,65 @@
+"""Compare what the dataflow wrote to its topics, record by record, with the oracle."""
+
+import json
+from collections import Counter
+from typing import List
+
+from tests.integration.kafka_io import Topics, read_topic
+from tests.integration.oracle import Expected, Message, expected_outputs
+
+USER_FIELDS = {"user_id", "window_start", "window_end", "events", "page_views", "clicks",
+               "unique_pages", "sessions", "first_event_ts", "last_event_ts"}
+PAGE_FIELDS = {"url", "window_start", "window_end", "views", "events", "unique_users"}
+
+
+def outputs(topics: Topics):
+    users = [(m.key, json.loads(m.value)) for m in read_topic(topics.brokers, topics.user)]
+    pages = [(m.key, json.loads(m.value)) for m in read_topic(topics.brokers, topics.page)]
+    dead = [json.loads(m.value) for m in read_topic(topics.brokers, topics.dlq)]
+    return users, pages, dead
+
+
+def assert_matches(topics: Topics, inputs: List[Message], window_ms: int = 5000,
+                   lateness_ms: int = 10000, exactly_once: bool = True) -> Expected:
+    """Every expected record is there with exactly the expected content, and nothing else.
+
+    With exactly_once=False (at-least-once), a record may repeat but only as an identical copy.
+    """
+    expected = expected_outputs(inputs, topics.input, window_ms, lateness_ms)
+    users, pages, dead = outputs(topics)
+
+    got_users = {}
+    for key, record in users:
+        assert set(record) == USER_FIELDS, record
+        assert key == record["user_id"].encode(), (key, record)
+        ident = (record["user_id"], record["window_start"])
+        if ident in got_users:
+            assert not exactly_once, f"user window {ident} emitted twice"
+            assert got_users[ident] == record, f"user window {ident} emitted with two contents"
+        got_users[ident] = record
+    assert got_users == expected.user
+
+    got_pages = {}
+    for key, record in pages:
+        assert set(record) == PAGE_FIELDS, record
+        assert key == record["url"].encode(), (key, record)
+        ident = (record["url"], record["window_start"])
+        if ident in got_pages:
+            assert not exactly_once, f"page window {ident} emitted twice"
+            assert got_pages[ident] == record, f"page window {ident} emitted with two contents"
+        got_pages[ident] = record
+    assert got_pages == expected.page
+
+    got_dead = {}
+    for record in dead:
+        error = record.pop("error")
+        assert isinstance(error, str) and error and "\n" not in error, error
+        ident = (record["partition"], record["offset"])
+        if ident in got_dead:
+            assert not exactly_once, f"dead letter {ident} written twice"
+        got_dead[ident] = record
+    assert got_dead == expected.dead
+    if exactly_once:
+        assert Counter(r["reason"] for r in dead) == Counter(
+            r["reason"] for r in expected.dead.values())
+    return expected

@@ -1,0 +1,146 @@
+"""The expected outputs, computed from the input messages independently of `clickstream`.
+
+Deliberately naive: plain dicts, `datetime` for every time conversion, one pass in input order
+per partition. It implements SPEC's rules as written, for a bounded run (no idle closing):
+- an event's window is [floor(ts/W)*W, +W);
+- per user, an event is late when its window end is at or behind (newest event time already
+  seen for that user) - L, i.e. its window was already emitted;
+- every on-time event counts once for its user window and once for its url window.
+"""
+
+import base64
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Dict, Iterable, List, Optional, Tuple
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+REQUIRED = ("user_id", "event_type", "url", "ts")
+OPTIONAL = ("session_id", "event_id", "referrer", "user_agent")
+
+
+@dataclass(frozen=True)
+class Message:
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+
+
+def iso(ms: int) -> str:
+    dt = EPOCH + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def event_time(ts) -> Optional[int]:
+    """Epoch ms per SPEC, or None when the value is not a valid timestamp."""
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, int):
+        # years 0001..9999, the span an RFC 3339 output time can show
+        return ts if -62135596800000 <= ts <= 253402300799999 else None
+    if not isinstance(ts, str) or len(ts) < 20 or ts[10] not in "Tt ":
+        return None
+    text = ts.replace("z", "Z").replace("t", "T")
+    if not (text.endswith("Z") or text[-6] in "+-" and text[-3] == ":"):
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    delta = dt - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def parse(value: Optional[bytes]) -> Optional[dict]:
+    """The event as a dict with ts in ms, or None when SPEC calls it malformed."""
+    if not value:
+        return None
+    try:
+        obj = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for name in ("user_id", "event_type", "url"):
+        if not isinstance(obj.get(name), str) or not obj[name]:
+            return None
+    if len(obj["user_id"]) > 256 or "ts" not in obj:
+        return None
+    ts = event_time(obj["ts"])
+    if ts is None:
+        return None
+    for name in OPTIONAL:
+        if name in obj and not isinstance(obj[name], str):
+            return None
+    return dict(obj, ts=ts)
+
+
+@dataclass
+class Expected:
+    user: Dict[Tuple[str, str], dict] = field(default_factory=dict)
+    page: Dict[Tuple[str, str], dict] = field(default_factory=dict)
+    dead: Dict[Tuple[int, int], dict] = field(default_factory=dict)  # (partition, offset)
+
+
+def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
+                     lateness_ms: int) -> Expected:
+    by_partition: Dict[int, List[Message]] = defaultdict(list)
+    for m in messages:
+        by_partition[m.partition].append(m)
+    newest: Dict[str, int] = {}
+    user_events: Dict[Tuple[str, int], List[dict]] = defaultdict(list)
+    page_events: Dict[Tuple[str, int], List[dict]] = defaultdict(list)
+    result = Expected()
+    for partition in sorted(by_partition):
+        for m in sorted(by_partition[partition], key=lambda m: m.offset):
+            event = parse(m.value)
+            if event is None:
+                result.dead[(m.partition, m.offset)] = _dead("malformed", topic, m)
+                continue
+            start = event["ts"] // window_ms * window_ms
+            user = event["user_id"]
+            if user in newest and start + window_ms <= newest[user] - lateness_ms:
+                result.dead[(m.partition, m.offset)] = _dead("late", topic, m)
+                continue
+            newest[user] = max(newest.get(user, event["ts"]), event["ts"])
+            user_events[(user, start)].append(event)
+            page_events[(event["url"], start)].append(event)
+    for (user, start), events in user_events.items():
+        result.user[(user, iso(start))] = {
+            "user_id": user,
+            "window_start": iso(start),
+            "window_end": iso(start + window_ms),
+            "events": len(events),
+            "page_views": sum(e["event_type"] == "page_view" for e in events),
+            "clicks": sum(e["event_type"] == "click" for e in events),
+            "unique_pages": len({e["url"] for e in events}),
+            "sessions": len({e["session_id"] for e in events if e.get("session_id")}),
+            "first_event_ts": iso(min(e["ts"] for e in events)),
+            "last_event_ts": iso(max(e["ts"] for e in events)),
+        }
+    for (url, start), events in page_events.items():
+        result.page[(url, iso(start))] = {
+            "url": url,
+            "window_start": iso(start),
+            "window_end": iso(start + window_ms),
+            "views": sum(e["event_type"] == "page_view" for e in events),
+            "events": len(events),
+            "unique_users": len({e["user_id"] for e in events}),
+        }
+    return result
+
+
+def _dead(reason: str, topic: str, m: Message) -> dict:
+    record = {"reason": reason, "topic": topic, "partition": m.partition, "offset": m.offset}
+    if m.value is None:
+        record["value"] = None
+    else:
+        try:
+            record["value"] = m.value.decode("utf-8")
+        except UnicodeDecodeError:
+            record["value_b64"] = base64.b64encode(m.value).decode()
+    return record
