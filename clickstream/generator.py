@@ -8,7 +8,7 @@ decided by the model (never by the wall clock), so a run is reproducible from
 
 What the stream looks like (see SPEC.md, "Input"):
 
-* Users: `users` ids like ``u000123``; activity is Zipf-distributed (exponent ~1.1) over a
+* Users: `users` ids like ``u000123``; activity is Zipf-distributed (exponent 0.8) over a
   seed-dependent ranking, so a few users are very busy and most are quiet.
 * Sessions: a random session id per visit; a new one after 30 simulated minutes of
   inactivity, or with a small probability per event.  A session starts with a page view.
@@ -60,7 +60,7 @@ SESSION_GAP_MS = 30 * 60 * 1000  # inactivity that starts a new session
 NEW_SESSION_PROBABILITY = 0.01  # a user may also start a new visit at any event
 LATE_MIN_BEHIND_MS = 61_000  # > 60 s: late for any window <= 30 s plus lateness <= 30 s
 LATE_SPREAD_MS = 60_000
-USER_ZIPF_EXPONENT = 1.1
+USER_ZIPF_EXPONENT = 0.8  # heavy users exist, but no single user dominates the traffic
 PAGE_ZIPF_EXPONENT = 1.0
 PRODUCTS = 2000
 MAX_USER_ID_CHARS = 256  # SPEC limit, used to build an over-long malformed user id

@@ -190,11 +190,7 @@ class KeyedWindows:
         windows = ks.windows
         state = windows.get(start)
         if state is None:
-            # A window older than the others makes the key due sooner than its heap entry says.
-            earlier = ks.due is not None and start < min(windows)
             state = windows[start] = self.aggregation.initialize()
-            if earlier:
-                ks.due = None
         self.aggregation.agg(state, event)
         ks.idle_since = now
         if ts > ks.max_ts:
@@ -204,8 +200,11 @@ class KeyedWindows:
                     self._pending.append((now, key, ts - self.lateness))
                 else:
                     self._advance(key, ks, ts - self.lateness, closed)
-        if ks.due is None and self.idle_closing and windows:
-            self._schedule(key, ks)
+        if self.idle_closing and windows:
+            # A newer watermark or an older window can make the key due sooner than its entry.
+            due = self._due_at(ks)
+            if ks.due is None or due < ks.due:
+                self._schedule(key, ks, due)
         return True
 
     def apply_settled(self, now: int, closed: List[ClosedWindow]) -> None:
@@ -239,9 +238,16 @@ class KeyedWindows:
         # Includes a move that is still settling.
         return max(ks.watermark, ks.max_ts - self.lateness)
 
-    def _schedule(self, key: str, ks: _KeyState) -> None:
-        ks.due = self._due_at(ks)
-        heapq.heappush(self._idle_heap, (ks.due, key))
+    def _schedule(self, key: str, ks: _KeyState, due: Optional[int] = None) -> None:
+        ks.due = self._due_at(ks) if due is None else due
+        heap = self._idle_heap
+        heapq.heappush(heap, (ks.due, key))
+        if len(heap) > 4 * len(self.keys) + 1024:
+            # Superseded entries pile up while a backlog is replayed (the idle clock stands
+            # still); keep only each key's live one.
+            keys = self.keys
+            self._idle_heap = [(d, k) for d, k in heap if keys[k].due == d]
+            heapq.heapify(self._idle_heap)
 
     def next_due(self) -> Optional[int]:
         """Idle-clock ms of the next idle close or settled watermark move, or None."""

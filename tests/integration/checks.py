@@ -4,12 +4,19 @@ import json
 from collections import Counter
 from typing import List
 
+from clickstream.kafka import murmur2
 from tests.integration.kafka_io import Topics, read_topic
 from tests.integration.oracle import Expected, Message, expected_outputs
 
 USER_FIELDS = {"user_id", "window_start", "window_end", "events", "page_views", "clicks",
                "unique_pages", "sessions", "first_event_ts", "last_event_ts"}
 PAGE_FIELDS = {"url", "window_start", "window_end", "views", "events", "unique_users"}
+
+
+def assert_keyed_like_java(messages: List[Message], partitions: int = 2) -> None:
+    """Each record sits in the partition Kafka's default partitioner picks for its key."""
+    for m in messages:
+        assert m.partition == (murmur2(m.key) & 0x7FFFFFFF) % partitions, m
 
 
 def outputs(topics: Topics):
@@ -27,6 +34,8 @@ def assert_matches(topics: Topics, inputs: List[Message], window_ms: int = 5000,
     """
     expected = expected_outputs(inputs, topics.input, window_ms, lateness_ms)
     users, pages, dead = outputs(topics)
+    assert_keyed_like_java(read_topic(topics.brokers, topics.user))
+    assert_keyed_like_java(read_topic(topics.brokers, topics.page))
 
     got_users = {}
     for key, record in users:

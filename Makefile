@@ -1,0 +1,49 @@
+# clickstream: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export CLICKSTREAM_BROKERS ?= 127.0.0.1:9092
+PARTITIONS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install kafka-up kafka-down topics demo run test test-unit test-integration clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the service and its test tools
+
+kafka-up: $(VENV)/.installed ## start the local single-node Kafka (KRaft) on 127.0.0.1:9092
+	scripts/kafka.sh up
+
+kafka-down: ## stop the local Kafka
+	scripts/kafka.sh down
+
+topics: $(VENV)/.installed ## create the input, output and DLQ topics (PARTITIONS each) if missing
+	$(PY) -m clickstream.topics --partitions $(PARTITIONS)
+
+demo: $(VENV)/.installed ## the whole thing for ~30 s on a local broker: generator, dataflow, results
+	$(PY) scripts/demo.py
+
+run: $(VENV)/.installed ## the dataflow against CLICKSTREAM_BROKERS, recovery in .local/recovery
+	$(PY) -m bytewax.run dataflows.clickstream:flow -r .local/recovery -s 5 -b 0
+
+test: $(VENV)/.installed ## the whole suite; starts Kafka itself when none answers
+	$(PY) -m pytest -q
+
+test-unit: $(VENV)/.installed ## tests that need no broker
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: $(VENV)/.installed ## tests on the real broker only
+	$(PY) -m pytest -q -m integration
+
+clean: ## remove .venv and .local (broker data, recovery stores)
+	-scripts/kafka.sh down
+	rm -rf $(VENV) .local

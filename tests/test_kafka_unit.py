@@ -1,0 +1,26 @@
+"""Kafka adapter pieces that need no broker."""
+
+import pytest
+
+from clickstream.kafka import RecordSink, murmur2
+from clickstream.settings import Settings
+
+
+# Apache Kafka's own vectors (UtilsTest.testMurmur2): records must land where a Java producer
+# with the default partitioner would put them.
+@pytest.mark.parametrize("data, expected", [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+])
+def test_murmur2_matches_the_java_client(data, expected):
+    assert murmur2(data) == expected
+
+
+def test_sink_routes_keys_like_the_java_default_partitioner():
+    sink = RecordSink(Settings(), "t", 50)
+    assert sink.list_parts() == [f"{i:05d}" for i in range(50)]
+    assert sink.part_fn("foobar") % 50 == (-790332482 & 0x7FFFFFFF) % 50 == 16
