@@ -11,6 +11,7 @@ last snapshot re-produces what was not acknowledged.
 """
 
 import logging
+import os
 import struct
 import sys
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -195,12 +196,12 @@ class _ClickPartition(StatefulSourcePartition):
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
-            raise RuntimeError(
+            stop(
                 f"offset {self._next} of {self._topic}[{self._partition}] is no longer on the broker "
                 "(deleted by retention?); refusing to skip data"
             )
         if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
-            raise RuntimeError(f"consuming {self._topic}[{self._partition}] failed: {err.str()}")
+            stop(f"consuming {self._topic}[{self._partition}] failed: {err.str()}")
         log.warning("consumer %s[%d]: %s (retrying)", self._topic, self._partition, err.str())
 
     def _finish(self):
@@ -233,10 +234,6 @@ class ClickSource(FixedPartitionedSource):
 
 # ---------------------------------------------------------------------------------------------
 # Sink
-
-
-class DeliveryFailed(RuntimeError):
-    pass
 
 
 class _RecordPartition(StatefulSinkPartition):
@@ -279,7 +276,7 @@ class _RecordPartition(StatefulSinkPartition):
 
     def _raise_failures(self) -> None:
         if self._failures:
-            raise DeliveryFailed(
+            stop(
                 f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
                 f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
                 "the last snapshot"
@@ -352,3 +349,14 @@ def fail(message: str) -> None:
     """One line on stderr, exit 2: how every start-up problem ends."""
     print(f"clickstream: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def stop(message: str, status: int = 1) -> None:
+    """One line on stderr, then exit: how a running dataflow stops on an error it must not pass.
+
+    An exception raised inside a Bytewax connector ends in a Rust panic dump that buries the
+    reason, so the process ends here instead. Nothing is lost: the epoch in progress was not
+    snapshotted, and a restart from the recovery store redoes it.
+    """
+    print(f"clickstream: {message}", file=sys.stderr, flush=True)
+    os._exit(status)

@@ -17,6 +17,7 @@ when recovery is on and its directory is missing or empty.
 
 import fcntl
 import os
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Optional
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from clickstream.kafka import ClickSource, RecordSink, fail, topic_partitions
+from clickstream.kafka import ClickSource, RecordSink, fail, stop, topic_partitions
 from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
 from clickstream.settings import Settings, SettingsError
 
@@ -115,6 +116,10 @@ def _flow_from_environment() -> Dataflow:
     directory = _recovery_directory()
     if directory is not None and ensure_recovery_store(directory):
         print(f"clickstream: created recovery store in {directory}", file=sys.stderr)
+    resumes = "resumes from the last snapshot" if directory else "starts over (recovery is off)"
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, _frame: stop(
+            f"stopped by {signal.Signals(number).name}; the next start {resumes}", 128 + number))
     return build_flow(settings, partitions)
 
 

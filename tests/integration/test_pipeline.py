@@ -166,3 +166,17 @@ def test_bounded_run_on_an_empty_topic_exits_cleanly(topics):
     inputs = run_bounded(topics, [])
     assert inputs == []
     assert outputs(topics) == ([], [], [])
+
+
+def test_two_processes_give_the_same_result(topics):
+    from tests.integration.kafka_io import start_dataflow
+
+    events = [ev(f"user{i % 9}", T0 + i * 173, url=f"/p/{i % 5}", kind=("page_view", "click")[i % 2])
+              for i in range(400)]
+    inputs = produce(topics.brokers, topics.input, keyed(events))
+    env = topics.env(CLICKSTREAM_BOUNDED=1)
+    addresses = "127.0.0.1:21011;127.0.0.1:21012"
+    procs = [start_dataflow(env, "-i", str(i), "-a", addresses) for i in range(2)]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    expected = assert_matches(topics, inputs)
+    assert len(expected.user) > 100
