@@ -1,4 +1,4 @@
-"""Kafka adapters: the click source, a delivery-checked record sink, and start-up checks.
+"""Kafka adapters: client settings, the click source, start-up checks, topic creation.
 
 Source: one confluent-kafka consumer per input partition (bytewax's FixedPartitionedSource), no
 consumer group (offsets live in the recovery snapshot), values parsed in the partition's batch
@@ -14,16 +14,14 @@ import logging
 import os
 import struct
 import sys
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -50,10 +48,23 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
+_SETTINGS_FOR_REDACTION: List[Settings] = []
+
+
 def client_config(settings: Settings, **extra) -> dict:
+    """librdkafka config: brokers, the pass-through security properties, then `extra`."""
+    if settings not in _SETTINGS_FOR_REDACTION:
+        _SETTINGS_FOR_REDACTION.append(settings)
     config = {"bootstrap.servers": settings.bootstrap_servers, "logger": _quiet_logger()}
+    config.update(settings.kafka)
     config.update(extra)
     return config
+
+
+def _redact(message: str) -> str:
+    for settings in _SETTINGS_FOR_REDACTION:
+        message = settings.redact(message)
+    return message
 
 
 def topic_partitions(settings: Settings) -> Dict[str, int]:
@@ -156,7 +167,8 @@ class _ClickPartition(StatefulSourcePartition):
             try:
                 event = parse_event(value, partition, offset)
             except MalformedEvent as exc:
-                dead.append((DLQ_KEY, dead_letter(MALFORMED, str(exc), topic, partition, offset, value)))
+                dead.append((DLQ_KEY, (None, dead_letter(MALFORMED, str(exc), topic, partition,
+                                                         offset, value), f"{partition}:{offset}")))
                 continue
             key = USER_SHARD_KEYS[shard_of(event.user_id)]
             bucket = shards.get(key)
@@ -184,12 +196,16 @@ class _ClickPartition(StatefulSourcePartition):
 
     def _report_lag(self, got_messages: bool) -> None:
         _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
-        # Caught up: everything fetched so far has been read (or nothing was there to read).
-        caught_up = not got_messages
+        # Caught up: read up to the partition's end as of the last fetch. An empty poll alone
+        # is not enough (the next fetch may simply be in flight), unless no end is known yet.
         if high >= 0:
-            lag = max(high - self._next, 0)
+            # The position also moves past transaction markers, which are never delivered.
+            position = self._consumer.position([self._tp])[0].offset
+            lag = max(high - max(self._next, position), 0)
             self._lag_gauge.set(lag)
-            caught_up = caught_up or lag == 0
+            caught_up = lag == 0
+        else:
+            caught_up = not got_messages
         self._clock.report((self._topic, self._partition), caught_up)
 
     def _on_error(self, err: KafkaError) -> None:
@@ -216,7 +232,7 @@ class _ClickPartition(StatefulSourcePartition):
 
 
 class ClickSource(FixedPartitionedSource):
-    """Input partitions of the click topic; emits (user_shard, [Event]) and (DLQ_KEY, json)."""
+    """Input partitions of the click topic; emits (user_shard, [Event]) and (DLQ_KEY, record)."""
 
     def __init__(self, settings: Settings, clock: IdleClock = IDLE_CLOCK, batch_size: int = BATCH_SIZE):
         self._settings = settings
@@ -230,94 +246,6 @@ class ClickSource(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _ClickPartition:
         partition = int(for_part.rpartition("-")[2])
         return _ClickPartition(self._settings, partition, resume_state, self._clock, self._batch_size)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sink
-
-
-class _RecordPartition(StatefulSinkPartition):
-    def __init__(self, settings: Settings, topic: str, partition: int):
-        self._topic = topic
-        self._partition = partition
-        self._producer = Producer(client_config(
-            settings,
-            **{
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 20,
-                "compression.type": "lz4",
-            },
-        ))
-        self._failures: List[str] = []
-        self._produced = METRICS.records_produced.labels(topic)
-        self._errors = METRICS.produce_errors.labels(topic)
-
-    def _on_delivery(self, err, msg) -> None:
-        if err is None:
-            self._produced.inc()
-        else:
-            self._errors.inc()
-            self._failures.append(err.str())
-
-    def write_batch(self, values: List[Tuple[Optional[str], bytes]]) -> None:
-        self._raise_failures()
-        produce = self._producer.produce
-        for key, value in values:
-            while True:
-                try:
-                    produce(self._topic, value, key, partition=self._partition,
-                            on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    # Local queue full: let librdkafka send and serve callbacks, then retry.
-                    self._producer.poll(0.1)
-        self._producer.poll(0)
-
-    def _raise_failures(self) -> None:
-        if self._failures:
-            stop(
-                f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
-                f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
-                "the last snapshot"
-            )
-
-    def _flush(self) -> None:
-        while self._producer.flush(5.0) > 0:
-            log.warning("waiting for Kafka to acknowledge %d record(s) to %s",
-                        len(self._producer), self._topic)
-        self._raise_failures()
-
-    def snapshot(self) -> None:
-        # The epoch's records must be acknowledged before its snapshot may be committed.
-        self._flush()
-        return None
-
-    def close(self) -> None:
-        self._flush()
-
-
-class RecordSink(FixedPartitionedSink):
-    """Writes (key, bytes) values to a topic, one sink partition per Kafka partition.
-
-    Items are (routing_key, (key, value)); the routing key picks the Kafka partition with
-    Kafka's own default partitioner (murmur2), so a keyed record lands where a Java producer
-    would have put it.
-    """
-
-    def __init__(self, settings: Settings, topic: str, partitions: int):
-        self._settings = settings
-        self._topic = topic
-        self._partitions = partitions
-
-    def list_parts(self) -> List[str]:
-        return [f"{i:05d}" for i in range(self._partitions)]
-
-    def part_fn(self, item_key: str) -> int:
-        return murmur2(item_key.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
-
-    def build_part(self, step_id: str, for_part: str, resume_state) -> _RecordPartition:
-        return _RecordPartition(self._settings, self._topic, int(for_part))
 
 
 def murmur2(data: bytes) -> int:
@@ -347,7 +275,7 @@ def murmur2(data: bytes) -> int:
 
 def fail(message: str) -> None:
     """One line on stderr, exit 2: how every start-up problem ends."""
-    print(f"clickstream: {message}", file=sys.stderr)
+    print(f"clickstream: {_redact(message)}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -358,5 +286,5 @@ def stop(message: str, status: int = 1) -> None:
     reason, so the process ends here instead. Nothing is lost: the epoch in progress was not
     snapshotted, and a restart from the recovery store redoes it.
     """
-    print(f"clickstream: {message}", file=sys.stderr, flush=True)
+    print(f"clickstream: {_redact(message)}", file=sys.stderr, flush=True)
     os._exit(status)

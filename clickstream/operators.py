@@ -5,9 +5,9 @@ recovery state keeps its layout whatever the number of workers or processes, whi
 holds many users and is handed whole batches, which keeps the Python cost per event low. The
 window rules themselves live in `clickstream/windows.py`.
 
-Both stages emit `(tag, payload)` values:
-- user stage: ("user", (user_id, json)), ("page_in", (page_shard, [Event])), ("dlq", json)
-- page stage: ("page", (url, json)), ("dlq", json)
+Both stages emit `(tag, payload)` values, records being (key, json, identity) for the sink:
+- user stage: ("user", record), ("page_in", (page_shard, [Event])), ("dlq", record)
+- page stage: ("page", record), ("dlq", record)
 """
 
 import zlib
@@ -63,8 +63,10 @@ class _WindowShard(StatefulBatchLogic):
     def _emit(self, closed: List[ClosedWindow], out: list) -> None:
         if not closed:
             return
-        for key, result in self.windows.results(closed):
-            out.append((self.output, (key, codec.dumps(result))))
+        result = self.windows.aggregation.result
+        for c in closed:
+            out.append((self.output, (c.key, codec.dumps(result(c.key, c.start, c.end, c.state)),
+                                      str(c.start))))
         METRICS.windows_emitted.labels(self.output).inc(len(closed))
 
     def _late(self, event, closed_through: int, out: list) -> None:
@@ -72,8 +74,8 @@ class _WindowShard(StatefulBatchLogic):
         error = (f"late: {self.output} window {format_ts(start)} of "
                  f"{self._key_of(event)!r} was already emitted "
                  f"(watermark {format_ts(closed_through)})")
-        out.append((DLQ, dead_letter(LATE, error, self.input_topic, event.partition,
-                                     event.offset, event.raw)))
+        record = dead_letter(LATE, error, self.input_topic, event.partition, event.offset, event.raw)
+        out.append((DLQ, (None, record, f"{event.partition}:{event.offset}")))
         METRICS.events_late.inc()
 
     def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:

@@ -5,7 +5,7 @@ A bad value stops the program before any work with a single line that names the 
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
 DEFAULTS = {
@@ -17,7 +17,12 @@ DEFAULTS = {
     "CLICKSTREAM_WINDOW_SECONDS": "5",
     "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10",
     "CLICKSTREAM_BOUNDED": "",
+    "CLICKSTREAM_DELIVERY": "exactly-once",
+    "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
+    "CLICKSTREAM_FRESH_START": "",
 }
+KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
+SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
 
 
 class SettingsError(ValueError):
@@ -34,6 +39,11 @@ class Settings:
     window_ms: int = 5000
     lateness_ms: int = 10000
     bounded: bool = False
+    exactly_once: bool = True
+    transaction_timeout_ms: int = 120000
+    fresh_start: bool = False
+    # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
+    kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -69,9 +79,19 @@ class Settings:
         )
         if lateness_ms < 0:
             raise SettingsError("CLICKSTREAM_ALLOWED_LATENESS_SECONDS must not be negative")
-        bounded_text = get("CLICKSTREAM_BOUNDED").lower()
-        if bounded_text not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
-            raise SettingsError(f"CLICKSTREAM_BOUNDED={bounded_text!r} is not 1/0 (true/false)")
+        delivery = get("CLICKSTREAM_DELIVERY").lower()
+        if delivery not in ("exactly-once", "at-least-once"):
+            raise SettingsError(
+                f"CLICKSTREAM_DELIVERY={delivery!r} is not exactly-once or at-least-once")
+        timeout_ms = _seconds_to_ms("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS",
+                                    get("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS"))
+        if not 1000 <= timeout_ms <= 900_000:
+            raise SettingsError("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS must be between 1 and 900 "
+                                "(the broker's transaction.max.timeout.ms)")
+        kafka = tuple(sorted(
+            (name[len(KAFKA_PREFIX):].lower().replace("_", "."), value)
+            for name, value in env.items() if name.startswith(KAFKA_PREFIX) and value
+        ))
         return cls(
             brokers=brokers,
             input_topic=topics["CLICKSTREAM_INPUT_TOPIC"],
@@ -80,8 +100,26 @@ class Settings:
             dlq_topic=topics["CLICKSTREAM_DLQ_TOPIC"],
             window_ms=window_ms,
             lateness_ms=lateness_ms,
-            bounded=bounded_text in ("1", "true", "yes", "on"),
+            bounded=_flag(env, "CLICKSTREAM_BOUNDED"),
+            exactly_once=delivery == "exactly-once",
+            transaction_timeout_ms=timeout_ms,
+            fresh_start=_flag(env, "CLICKSTREAM_FRESH_START"),
+            kafka=kafka,
         )
+
+    def redact(self, text: str) -> str:
+        """`text` with the value of every secret-looking Kafka property masked."""
+        for name, value in self.kafka:
+            if any(word in name for word in SECRET_WORDS) and len(value) >= 3:
+                text = text.replace(value, "***")
+        return text
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, DEFAULTS[name]).strip().lower()
+    if text not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise SettingsError(f"{name}={text!r} is not 1/0 (true/false)")
+    return text in ("1", "true", "yes", "on")
 
 
 def _seconds_to_ms(name: str, text: str) -> int:

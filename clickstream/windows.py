@@ -23,7 +23,7 @@ import heapq
 from collections import deque
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 NO_WATERMARK = -(2**62)
 
@@ -290,10 +290,6 @@ class KeyedWindows:
         for ks in self.keys.values():
             ks.due = None
         return closed
-
-    def results(self, closed: Iterable[ClosedWindow]) -> List[Tuple[str, dict]]:
-        result = self.aggregation.result
-        return [(c.key, result(c.key, c.start, c.end, c.state)) for c in closed]
 
     # Recovery: plain tuples, built fresh on every call, so the snapshot is never mutated later.
     def snapshot(self) -> Dict[str, tuple]:

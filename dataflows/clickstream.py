@@ -10,29 +10,27 @@
                         page_windows (keyed by url shard) ─► page-metrics        clickstream-dlq
                                                       └──► late for its page ───────────┘
 
-`flow` is built on first access, after bytewax.run has parsed its flags: settings and the
-broker are checked then (one line and exit 2 on a problem), and the recovery store is created
-when recovery is on and its directory is missing or empty.
+`flow` is built on first access, after bytewax.run has parsed its flags: settings, the broker
+and the recovery store are checked then (one line and exit 2 on a problem).
 """
 
-import fcntl
-import os
 import signal
-import sys
 from functools import partial
-from pathlib import Path
 from typing import Optional
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from clickstream.kafka import ClickSource, RecordSink, fail, stop, topic_partitions
+from clickstream.kafka import ClickSource, fail, stop, topic_partitions
 from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
+from clickstream.recovery import Origin, prepare_store, recovery_directory
 from clickstream.settings import Settings, SettingsError
+from clickstream.sink import RecordSink
 
 
-def build_flow(settings: Settings, partitions: dict) -> Dataflow:
-    """The dataflow for `settings`; `partitions` maps each output topic to its partition count."""
+def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = None) -> Dataflow:
+    """The dataflow for `settings`; `partitions` maps each output topic to its partition count,
+    `origin` (with recovery) where each output partition's history starts."""
     flow = Dataflow("clickstream")
     source = op.input("clicks", flow, ClickSource(settings))
     parsed = op.branch("parsed", source, lambda item: item[0] != DLQ_KEY)
@@ -48,17 +46,17 @@ def build_flow(settings: Settings, partitions: dict) -> Dataflow:
     page_records = op.filter_map("page_records", pages, partial(_keyed_record, PAGE))
     dead = op.merge(
         "dead_letters",
-        op.map("malformed", parsed.falses, lambda item: (DLQ_KEY, (None, item[1]))),
+        parsed.falses,
         op.filter_map("late_users", users, partial(_dead_letter, DLQ)),
         op.filter_map("late_pages", pages, partial(_dead_letter, DLQ)),
     )
 
-    op.output("user_metrics", user_records,
-              RecordSink(settings, settings.user_topic, partitions[settings.user_topic]))
-    op.output("page_metrics", page_records,
-              RecordSink(settings, settings.page_topic, partitions[settings.page_topic]))
-    op.output("dead_letter_queue", dead,
-              RecordSink(settings, settings.dlq_topic, partitions[settings.dlq_topic]))
+    def sink(topic: str) -> RecordSink:
+        return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic))
+
+    op.output("user_metrics", user_records, sink(settings.user_topic))
+    op.output("page_metrics", page_records, sink(settings.page_topic))
+    op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
     return flow
 
 
@@ -68,59 +66,30 @@ def _payload(tag: str, keyed):
 
 
 def _keyed_record(tag: str, keyed):
-    """(shard, (tag, (key, json))) -> (key, (key, json)) for the sink's partitioner."""
-    kind, payload = keyed[1]
-    return (payload[0], payload) if kind == tag else None
+    """(shard, (tag, (key, json, identity))) -> (key, record), the key routing the sink."""
+    kind, record = keyed[1]
+    return (record[0], record) if kind == tag else None
 
 
 def _dead_letter(tag: str, keyed):
-    kind, payload = keyed[1]
-    # Unkeyed DLQ records: route by a constant so the sink sends them to partition of "dlq".
-    return (DLQ_KEY, (None, payload)) if kind == tag else None
-
-
-def _recovery_directory() -> Optional[Path]:
-    """The -r/--recovery-directory (or BYTEWAX_RECOVERY_DIRECTORY) bytewax.run was given."""
-    main = sys.modules.get("__main__")
-    kwargs = getattr(main, "kwargs", None)
-    config = kwargs.get("recovery_config") if isinstance(kwargs, dict) else None
-    if config is not None:
-        return Path(config.db_dir)
-    env = os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")
-    return Path(env) if env else None
-
-
-def ensure_recovery_store(directory: Path, partitions: int = 1) -> bool:
-    """Create and initialise the recovery store when the directory is missing or empty.
-
-    A lock file keeps the processes of a local cluster from initialising it twice. Returns
-    True when it created the store.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".init.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if any(p.name != ".init.lock" for p in directory.iterdir()):
-            return False
-        from bytewax.recovery import init_db_dir
-
-        init_db_dir(directory, partitions)
-        return True
+    kind, record = keyed[1]
+    return (DLQ_KEY, record) if kind == tag else None
 
 
 def _flow_from_environment() -> Dataflow:
     try:
         settings = Settings.from_env()
         partitions = topic_partitions(settings)
+        directory = recovery_directory()
+        origin = prepare_store(directory, settings, partitions) if directory else None
     except SettingsError as exc:
         fail(str(exc))
-    directory = _recovery_directory()
-    if directory is not None and ensure_recovery_store(directory):
-        print(f"clickstream: created recovery store in {directory}", file=sys.stderr)
     resumes = "resumes from the last snapshot" if directory else "starts over (recovery is off)"
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Exactly what a crash does: the open transactions are aborted by the next start.
         signal.signal(sig, lambda number, _frame: stop(
             f"stopped by {signal.Signals(number).name}; the next start {resumes}", 128 + number))
-    return build_flow(settings, partitions)
+    return build_flow(settings, partitions, origin)
 
 
 _flow: Optional[Dataflow] = None

@@ -139,7 +139,7 @@ def run(settings: Settings) -> int:
         time.sleep(wait)
         consumed = scrape("clickstream_events_consumed_total")
         if flow.poll() is not None:
-            print(f"demo: the dataflow exited early; see .local/demo-dataflow.log", file=sys.stderr)
+            print("demo: the dataflow exited early; see .local/demo-dataflow.log", file=sys.stderr)
             return 1
     finally:
         if flow is not None and flow.poll() is None:

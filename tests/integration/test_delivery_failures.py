@@ -38,4 +38,4 @@ def test_refused_delivery_stops_with_one_line_and_restart_delivers(topics, tmp_p
     set_max_message_bytes(topics.brokers, topics.user, 1_000_000)
     again = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1), *flags)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_matches(topics, inputs, exactly_once=False)
+    assert_matches(topics, inputs)

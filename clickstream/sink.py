@@ -1,0 +1,248 @@
+"""Exactly-once Kafka output: one transaction per sink partition per epoch, de-duplicated on resume.
+
+Bytewax's sink API has no "snapshot completed" callback, so Flink's two-phase commit cannot be
+copied as it is. What we do instead, per output partition (one sink partition each):
+
+1. A transactional producer with a stable `transactional.id` (`clickstream-<topic>-<partition>`).
+   `init_transactions()` at start fences a predecessor that may still be alive (a zombie) and
+   aborts its open transaction, so nothing of an unfinished epoch ever becomes visible.
+2. Records of an epoch go into one transaction, committed in `snapshot()`, i.e. when Bytewax
+   closes the epoch; the snapshot state is the partition offset just after that commit.
+3. Bytewax persists its snapshots only after that, so a crash in between resumes from the
+   previous snapshot and re-emits an epoch Kafka already holds. On resume each sink partition
+   therefore reads its partition back from the snapshotted offset (read_committed) and collects
+   the identities found there; a re-emitted record with one of them is suppressed. Every record
+   carries its identity in a header: the window start for window records (with the key: user or
+   url), `partition:offset` of the input message for dead letters. Window contents are a
+   deterministic function of the input, so identity is enough.
+
+A consumer sees each record once with `isolation.level=read_committed`. A delivery or commit
+that fails stops the process with one line (see `kafka.stop`); the restart redoes the epoch.
+With `CLICKSTREAM_DELIVERY=at-least-once` the producer is plain idempotent, flushed per epoch.
+"""
+
+import logging
+import time
+from typing import Dict, List, Optional, Set, Tuple
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from clickstream.kafka import METADATA_TIMEOUT_S, client_config, murmur2, stop
+from clickstream.metrics import METRICS
+from clickstream.settings import Settings
+
+log = logging.getLogger("clickstream.sink")
+
+ID_HEADER = "clickstream-id"
+COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
+Record = Tuple[Optional[str], bytes, str]  # key, value, identity
+
+
+def identity(key: Optional[str], ident: str) -> str:
+    return f"{key or ''}\x00{ident}"
+
+
+class RecordSink(FixedPartitionedSink):
+    """Writes (key, value, identity) records to a topic, one sink partition per Kafka partition.
+
+    Items are (routing_key, record); the routing key picks the Kafka partition with Kafka's own
+    default partitioner (murmur2), so a keyed record lands where a Java producer would put it.
+    `origin` maps partitions to the offsets at which this service's history starts (written
+    when the recovery store was created): a crash before the first snapshot still de-duplicates.
+    """
+
+    def __init__(self, settings: Settings, topic: str, partitions: int,
+                 origin: Optional[Dict[int, int]] = None):
+        self._settings = settings
+        self._topic = topic
+        self._partitions = partitions
+        self._origin = origin
+
+    def list_parts(self) -> List[str]:
+        return [f"{i:05d}" for i in range(self._partitions)]
+
+    def part_fn(self, item_key: str) -> int:
+        return murmur2(item_key.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]):
+        partition = int(for_part)
+        if resume_state is None and self._origin is not None:
+            resume_state = self._origin.get(partition)
+        if self._settings.exactly_once:
+            return _TransactionalPartition(self._settings, self._topic, partition, resume_state)
+        return _FlushingPartition(self._settings, self._topic, partition, resume_state)
+
+
+class _Partition(StatefulSinkPartition):
+    """Shared by both delivery modes: produce with back-pressure, check every report."""
+
+    def __init__(self, settings: Settings, topic: str, partition: int, resume_offset: Optional[int],
+                 producer_config: dict):
+        self._topic = topic
+        self._partition = partition
+        self._failures: List[str] = []
+        self._last_offset = -1  # highest offset acknowledged so far
+        self._resume_offset = resume_offset
+        self._produced = METRICS.records_produced.labels(topic)
+        self._errors = METRICS.produce_errors.labels(topic)
+        self._producer = Producer(client_config(settings, **producer_config))
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self._produced.inc()
+            if msg.offset() > self._last_offset:
+                self._last_offset = msg.offset()
+        else:
+            self._errors.inc()
+            self._failures.append(err.str())
+
+    def _produce(self, records: List[Record]) -> None:
+        produce = self._producer.produce
+        topic, partition, on_delivery = self._topic, self._partition, self._on_delivery
+        for key, value, ident in records:
+            while True:
+                try:
+                    produce(topic, value, key, partition=partition, on_delivery=on_delivery,
+                            headers=[(ID_HEADER, ident)])
+                    break
+                except BufferError:
+                    # Local queue full: let librdkafka send and serve callbacks, then retry.
+                    self._producer.poll(0.1)
+                except KafkaException as exc:
+                    # e.g. the transaction can only be aborted after a failed delivery
+                    self._producer.poll(0)
+                    self._check_failures()
+                    stop(f"producing to {topic}[{partition}] failed: {exc.args[0].str()}; "
+                         "a restart resumes from the last snapshot")
+        self._producer.poll(0)
+        self._check_failures()
+
+    def _check_failures(self) -> None:
+        if self._failures:
+            stop(
+                f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
+                f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
+                "the last snapshot"
+            )
+
+    def _flush(self) -> None:
+        while self._producer.flush(5.0) > 0:
+            log.warning("waiting for Kafka to acknowledge %d record(s) to %s[%d]",
+                        len(self._producer), self._topic, self._partition)
+        self._check_failures()
+
+    def _next_offset(self) -> Optional[int]:
+        """Where records after this epoch start (a lower bound): the snapshot state."""
+        if self._last_offset >= 0:
+            return self._last_offset + 1
+        return self._resume_offset
+
+
+class _FlushingPartition(_Partition):
+    """At-least-once: idempotent producer, everything acknowledged before an epoch's snapshot."""
+
+    def __init__(self, settings, topic, partition, resume_offset):
+        super().__init__(settings, topic, partition, resume_offset, {
+            "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+        })
+
+    def write_batch(self, values: List[Record]) -> None:
+        self._produce(values)
+
+    def snapshot(self) -> Optional[int]:
+        self._flush()
+        return self._next_offset()
+
+    def close(self) -> None:
+        self._flush()
+
+
+class _TransactionalPartition(_Partition):
+    def __init__(self, settings, topic, partition, resume_offset):
+        super().__init__(settings, topic, partition, resume_offset, {
+            "transactional.id": f"clickstream-{topic}-{partition}",
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+        })
+        self._call("init_transactions", METADATA_TIMEOUT_S * 6)
+        # After init_transactions a predecessor's open transaction is aborted, so the read-back
+        # below sees exactly what is committed.
+        self._already_written: Set[str] = (
+            self._read_back(settings, resume_offset) if resume_offset is not None else set())
+        if self._already_written:
+            log.warning("%s[%d]: %d record(s) committed after the last snapshot will not be "
+                        "written again", topic, partition, len(self._already_written))
+        self._in_transaction = False
+
+    def _call(self, method: str, timeout: Optional[float]) -> None:
+        """A transactional call, retried while Kafka says it is retriable (broker restarting)."""
+        deadline = time.monotonic() + (timeout or 10.0)
+        while True:
+            try:
+                call = getattr(self._producer, method)
+                call() if timeout is None else call(timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                stop(f"{method} on {self._topic}[{self._partition}] failed: {error.str()}; "
+                     "a restart resumes from the last snapshot")
+
+    def _read_back(self, settings: Settings, start: int) -> Set[str]:
+        consumer = Consumer(client_config(
+            settings, **{"group.id": "clickstream-sink-readback", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True}))
+        tp = TopicPartition(self._topic, self._partition)
+        try:
+            _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+            seen: Set[str] = set()
+            if start >= end:
+                return seen
+            consumer.assign([TopicPartition(self._topic, self._partition, start)])
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for msg in consumer.consume(10000, 1.0):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            return seen
+                        stop(f"reading back {self._topic}[{self._partition}] failed: {err.str()}")
+                    ident = dict(msg.headers() or ()).get(ID_HEADER)
+                    if ident is not None:
+                        key = msg.key()
+                        seen.add(identity(key.decode() if key else None, ident.decode()))
+                    if msg.offset() >= end - 1:
+                        return seen
+                if consumer.position([tp])[0].offset >= end:
+                    return seen
+            stop(f"reading back {self._topic}[{self._partition}] from offset {start} took over 120 s")
+        finally:
+            consumer.close()
+
+    def write_batch(self, values: List[Record]) -> None:
+        if self._already_written:
+            values = [v for v in values if identity(v[0], v[2]) not in self._already_written]
+        if not values:
+            return
+        if not self._in_transaction:
+            self._call("begin_transaction", None)
+            self._in_transaction = True
+        self._produce(values)
+
+    def snapshot(self) -> Optional[int]:
+        if self._in_transaction:
+            self._commit()
+        return self._next_offset()
+
+    def _commit(self) -> None:
+        # commit_transaction flushes first; a failed delivery shows up in the reports.
+        self._call("commit_transaction", COMMIT_TIMEOUT_S)
+        self._in_transaction = False
+        self._check_failures()
+
+    def close(self) -> None:
+        if self._in_transaction:
+            self._commit()
