@@ -137,6 +137,7 @@ class _ClickPartition(StatefulSourcePartition):
             },
         ))
         low, high = self._consumer.get_watermark_offsets(self._tp, timeout=METADATA_TIMEOUT_S)
+        self._high = high  # until a fetch tells a newer end
         # Next offset to read: the snapshot's, or the log start on a fresh store.
         self._next = low if resume_offset is None else resume_offset
         self._end: Optional[int] = high if settings.bounded else None
@@ -189,24 +190,22 @@ class _ClickPartition(StatefulSourcePartition):
                 self._done = True
         if end is not None and self._next >= end:
             self._done = True
-        self._report_lag(bool(messages))
+        self._report_lag()
         items: list = list(shards.items())
         items.extend(dead)
         return items
 
-    def _report_lag(self, got_messages: bool) -> None:
+    def _report_lag(self) -> None:
+        """Caught up: read up to the partition's end as known from the last fetch (or from
+        the start). An empty poll is not enough: the next fetch may simply be in flight."""
         _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
-        # Caught up: read up to the partition's end as of the last fetch. An empty poll alone
-        # is not enough (the next fetch may simply be in flight), unless no end is known yet.
         if high >= 0:
-            # The position also moves past transaction markers, which are never delivered.
-            position = self._consumer.position([self._tp])[0].offset
-            lag = max(high - max(self._next, position), 0)
-            self._lag_gauge.set(lag)
-            caught_up = lag == 0
-        else:
-            caught_up = not got_messages
-        self._clock.report((self._topic, self._partition), caught_up)
+            self._high = high
+        # The position also moves past transaction markers, which are never delivered.
+        position = self._consumer.position([self._tp])[0].offset
+        lag = max(self._high - max(self._next, position), 0)
+        self._lag_gauge.set(lag)
+        self._clock.report((self._topic, self._partition), lag == 0)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:

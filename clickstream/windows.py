@@ -322,20 +322,25 @@ class IdleClock:
     (`report`). The clock runs only while every reporting partition is caught up, so idle
     closing means "the input is really idle", never "a backlog is still being replayed",
     and a process that was down does not come back with its downtime counted as idleness.
-    A process that reads no partition at all (more processes than partitions) runs its clock
-    with system time.
+    The clock stands still from start until the first partition reports, so restored windows
+    never close in the moment before the sources have looked at their backlog; a process that
+    reads no partition at all (more processes than partitions) starts it after `grace_s`.
     """
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+    _STARTING = object()
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, grace_s: float = 10.0):
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._lagging: set = set()
+        self._lagging: set = {self._STARTING}
         self._elapsed = 0.0
-        self._last = monotonic()
+        self._last = self._started = monotonic()
+        self._grace = grace_s
 
     def report(self, partition: Any, caught_up: bool) -> None:
         with self._lock:
             self._tick()
+            self._lagging.discard(self._STARTING)
             if caught_up:
                 self._lagging.discard(partition)
             else:
@@ -348,6 +353,9 @@ class IdleClock:
 
     def _tick(self) -> None:
         now = self._monotonic()
+        if self._STARTING in self._lagging and now - self._started >= self._grace:
+            self._lagging.discard(self._STARTING)
+            self._last = max(self._last, self._started + self._grace)
         if not self._lagging:
             self._elapsed += now - self._last
         self._last = now
