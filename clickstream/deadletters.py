@@ -11,14 +11,27 @@ from clickstream import codec
 
 MALFORMED = "malformed"
 LATE = "late"
+# A rejected message can be up to the broker's limit; its dead letter must still fit under it.
+MAX_VALUE_BYTES = 256 * 1024
 
 
 def dead_letter(reason: str, error: str, topic: str, partition: int, offset: int,
                 value: Optional[bytes]) -> bytes:
-    """The DLQ record as JSON bytes; `error` is folded to one line."""
+    """The DLQ record as JSON bytes; `error` is folded to one line. A value over
+    MAX_VALUE_BYTES is cut, and the error says so: the whole message stays at its offset."""
+    error = " ".join(error.split())
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        error += (f" (value cut to its first {MAX_VALUE_BYTES} of {len(value)} bytes; "
+                  "the whole message stays at its offset)")
+        try:
+            value.decode("utf-8")
+            # keep it text: drop a character the cut split in two
+            value = value[:MAX_VALUE_BYTES].decode("utf-8", "ignore").encode("utf-8")
+        except UnicodeDecodeError:
+            value = value[:MAX_VALUE_BYTES]
     record = {
         "reason": reason,
-        "error": " ".join(error.split()),
+        "error": error,
         "topic": topic,
         "partition": partition,
         "offset": offset,

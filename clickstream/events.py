@@ -15,6 +15,9 @@ from typing import NamedTuple, Optional
 from clickstream import codec
 
 MAX_USER_ID_CHARS = 256
+# Not in SPEC's table, but a url travels as the key and inside the value of a page-metrics
+# record; a longer one could never be delivered (Kafka's 1 MB limit) and would stop the service.
+MAX_URL_CHARS = 65536
 OPTIONAL_STRING_FIELDS = ("session_id", "event_id", "referrer", "user_agent")
 
 # Year 0001 .. 9999: the range an RFC 3339 timestamp can express, and so the range we can emit.
@@ -109,6 +112,8 @@ def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1) -
         raise MalformedEvent(f"user_id is {len(user_id)} characters, more than {MAX_USER_ID_CHARS}")
     event_type = _required_string(obj, "event_type")
     url = _required_string(obj, "url")
+    if len(url) > MAX_URL_CHARS:
+        raise MalformedEvent(f"url is {len(url)} characters, more than {MAX_URL_CHARS}")
     if "ts" not in obj:
         raise MalformedEvent("required field ts is missing")
     ts = parse_timestamp(obj["ts"])

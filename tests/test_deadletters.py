@@ -194,3 +194,16 @@ def test_property_round_trip(value, error, reason, partition, offset):
         else:
             assert "value_b64" not in rec
             assert rec["value"] == text
+
+
+@pytest.mark.parametrize("value, field", [
+    (b'{"user_id":"' + "é".encode() * 200_000 + b'"', "value"),
+    (b"\xff" * 1_000_000, "value_b64"),
+])
+def test_huge_values_are_cut_so_the_dead_letter_still_fits_in_kafka(value, field):
+    from clickstream.deadletters import MAX_VALUE_BYTES
+
+    record = json.loads(dead_letter("malformed", "not valid JSON", "t", 0, 9, value))
+    assert f"first {MAX_VALUE_BYTES} of {len(value)} bytes" in record["error"]
+    kept = record[field].encode() if field == "value" else base64.b64decode(record[field])
+    assert value.startswith(kept) and MAX_VALUE_BYTES - 4 < len(kept) <= MAX_VALUE_BYTES

@@ -564,6 +564,8 @@ def ref_event(obj) -> dict:
             raise Reject(name)
     if len(obj["user_id"]) > 256:
         raise Reject("user_id length")
+    if len(obj["url"]) > 65536:  # the service's own limit: a page record must fit in Kafka
+        raise Reject("url length")
     if "ts" not in obj:
         raise Reject("ts missing")
     ts = ref_ts(obj["ts"])
@@ -679,13 +681,13 @@ nearly_valid = st.builds(
 documents = json_values | event_shaped | nearly_valid
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=5000, deadline=None)
 @given(st.binary(max_size=300))
 def test_property_random_bytes(raw):
     check_against_reference(raw, reference(raw))
 
 
-@settings(max_examples=3000, deadline=None,
+@settings(max_examples=5000, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(documents, st.booleans(), st.sampled_from([None, 1]))
 def test_property_json_documents(obj, ensure_ascii, indent):
@@ -695,3 +697,14 @@ def test_property_json_documents(obj, ensure_ascii, indent):
     except Reject:
         expected = None
     check_against_reference(raw, expected)
+
+
+@pytest.mark.parametrize("length, ok", [(65536, True), (65537, False)])
+def test_url_length_limit_keeps_page_records_deliverable(length, ok):
+    raw = json.dumps({"user_id": "u", "event_type": "click", "url": "é" * length,
+                      "ts": 0}, ensure_ascii=False).encode()
+    if ok:
+        assert parse_event(raw).url == "é" * length
+    else:
+        with pytest.raises(MalformedEvent, match="url is 65537 characters"):
+            parse_event(raw)

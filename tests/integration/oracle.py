@@ -68,7 +68,7 @@ def parse(value: Optional[bytes]) -> Optional[dict]:
     for name in ("user_id", "event_type", "url"):
         if not isinstance(obj.get(name), str) or not obj[name]:
             return None
-    if len(obj["user_id"]) > 256 or "ts" not in obj:
+    if len(obj["user_id"]) > 256 or len(obj["url"]) > 65536 or "ts" not in obj:
         return None
     ts = event_time(obj["ts"])
     if ts is None:
@@ -136,11 +136,15 @@ def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
 
 def _dead(reason: str, topic: str, m: Message) -> dict:
     record = {"reason": reason, "topic": topic, "partition": m.partition, "offset": m.offset}
-    if m.value is None:
+    value = m.value
+    if value is None:
         record["value"] = None
-    else:
-        try:
-            record["value"] = m.value.decode("utf-8")
-        except UnicodeDecodeError:
-            record["value_b64"] = base64.b64encode(m.value).decode()
+        return record
+    limit = 256 * 1024  # the service keeps at most this much of a rejected value
+    try:
+        record["value"] = value.decode("utf-8")[:limit]
+        while len(record["value"].encode("utf-8")) > limit:
+            record["value"] = record["value"][:-1]
+    except UnicodeDecodeError:
+        record["value_b64"] = base64.b64encode(value[:limit]).decode()
     return record
