@@ -96,7 +96,7 @@ def _check_store(directory: Path) -> Origin:
                 verdict = db.execute("PRAGMA quick_check").fetchone()[0]
                 tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
-            raise SettingsError(f"recovery store file {part} is unreadable: {exc}") from None
+            raise SettingsError(f"recovery store file {part} is corrupt or unreadable: {exc}") from None
         if verdict != "ok" or not tables:
             raise SettingsError(f"recovery store file {part} is corrupt: {verdict}")
     origin_path = directory / ORIGIN_FILE
