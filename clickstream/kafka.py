@@ -30,7 +30,7 @@ from clickstream.deadletters import MALFORMED, dead_letter
 from clickstream.events import MalformedEvent, parse_event
 from clickstream.metrics import METRICS
 from clickstream.operators import DLQ_KEY, USER_SHARD_KEYS, shard_of
-from clickstream.settings import Settings, SettingsError
+from clickstream.settings import KAFKA_PREFIX, Settings, SettingsError
 from clickstream.windows import IDLE_CLOCK, IdleClock
 
 log = logging.getLogger("clickstream.kafka")
@@ -72,13 +72,21 @@ def topic_partitions(settings: Settings) -> Dict[str, int]:
 
     Raises SettingsError with one line naming the setting at fault.
     """
-    admin = AdminClient(client_config(settings))
+    errors: List[str] = []
+    try:
+        admin = AdminClient(client_config(settings, error_cb=lambda err: errors.append(err.str())))
+    except KafkaException as exc:
+        raise SettingsError(
+            f"{KAFKA_PREFIX}* settings are not valid librdkafka configuration: {exc.args[0].str()}"
+        ) from None
     try:
         metadata = admin.list_topics(timeout=METADATA_TIMEOUT_S)
     except KafkaException:
+        admin.poll(0)  # serves error_cb
+        last = f" (last error: {errors[-1]})" if errors else ""
         raise SettingsError(
             f"CLICKSTREAM_BROKERS={settings.bootstrap_servers}: no Kafka broker answered "
-            f"within {METADATA_TIMEOUT_S:.0f} s"
+            f"within {METADATA_TIMEOUT_S:.0f} s{last}"
         ) from None
     counts = {}
     for name, topic in (("CLICKSTREAM_INPUT_TOPIC", settings.input_topic),

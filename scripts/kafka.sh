@@ -5,6 +5,7 @@
 #   scripts/kafka.sh status exit 0 when it answers
 # Idempotent: `up` on a running broker returns at once. Data, logs and jars live under .local/ (git-ignored).
 # KAFKA_PORT (default 9092) and KAFKA_HOME (default .local/kafka) let tests run a second broker beside it.
+# KAFKA_SASL_USER and KAFKA_SASL_PASSWORD add a SASL_PLAINTEXT (PLAIN) listener on KAFKA_PORT + 2.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${KAFKA_PORT:-9092}
@@ -33,15 +34,27 @@ resolve_jars() {
 
 write_config() {
   mkdir -p "$home"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  local sasl=""
+  if [ -n "${KAFKA_SASL_USER:-}" ]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$((port + 2))"
+    advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$((port + 2))"
+    protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${KAFKA_SASL_USER}=\"${KAFKA_SASL_PASSWORD}\";"
+  fi
   cat > "$conf" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl
 log.dirs=$data
 num.partitions=1
 auto.create.topics.enable=false

@@ -4,6 +4,8 @@ answers, else a local one started here with scripts/kafka.sh (and stopped afterw
 import os
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,42 @@ def brokers():
 def topics(brokers):
     """Fresh input/output topics for one test (2 input partitions, 2 per output)."""
     return make_topics(brokers)
+
+
+class OwnBroker:
+    """A broker of a test's own (its port, its data): for tests that stop the broker or
+    need a SASL listener, so the shared one is never disturbed."""
+
+    def __init__(self, home, port: int, **extra_env):
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_HOME=str(home), **extra_env)
+
+    def up(self):
+        subprocess.run([str(ROOT / "scripts/kafka.sh"), "up"], check=True, env=self.env,
+                       stdout=subprocess.DEVNULL)
+
+    def down(self):
+        subprocess.run([str(ROOT / "scripts/kafka.sh"), "down"], env=self.env,
+                       stdout=subprocess.DEVNULL)
+
+    def kill(self):
+        pid = int((Path(self.env["KAFKA_HOME"]) / f"broker-{self.port}.pid").read_text())
+        os.kill(pid, 9)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory):
+    brokers = []
+
+    def start(port: int, **extra_env) -> OwnBroker:
+        broker = OwnBroker(tmp_path_factory.mktemp(f"kafka-{port}"), port, **extra_env)
+        broker.up()
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        broker.down()
