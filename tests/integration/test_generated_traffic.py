@@ -24,7 +24,11 @@ def test_generated_traffic_matches_the_oracle_exactly(topics):
     inputs = read_topic(topics.brokers, topics.input)
     assert len(inputs) == 20000
 
-    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1), "-w", "2", timeout=300)
+    # A local producer queue of 50 records: the sinks hit BufferError all the time and must
+    # wait for deliveries instead of failing or dropping.
+    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1,
+                                     CLICKSTREAM_KAFKA_QUEUE_BUFFERING_MAX_MESSAGES=50),
+                          "-w", "2", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
     expected = assert_matches(topics, inputs)
