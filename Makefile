@@ -7,7 +7,7 @@ export CLICKSTREAM_BROKERS ?= 127.0.0.1:9092
 PARTITIONS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-up kafka-down topics demo run test test-unit test-integration clean
+.PHONY: help install kafka-up kafka-down topics demo run test test-unit test-integration soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test-unit: $(VENV)/.installed ## tests that need no broker
 
 test-integration: $(VENV)/.installed ## tests on the real broker only
 	$(PY) -m pytest -q -m integration
+
+soak: $(VENV)/.installed ## long chaos run: 30 SIGKILLs over 1M events, exactly once (~10 min)
+	CLICKSTREAM_SOAK=1 $(PY) -m pytest -q -s -m soak
 
 clean: ## remove .venv and .local (broker data, recovery stores)
 	-scripts/kafka.sh down

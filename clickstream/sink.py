@@ -23,7 +23,8 @@ With `CLICKSTREAM_DELIVERY=at-least-once` the producer is plain idempotent, flus
 
 import logging
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from collections import deque
+from typing import Deque, Dict, List, Optional, Set, Tuple
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -35,6 +36,7 @@ from clickstream.settings import Settings
 log = logging.getLogger("clickstream.sink")
 
 ID_HEADER = "clickstream-id"
+SKEW_EPOCHS = 3  # see _Partition._next_offset
 COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
 Record = Tuple[Optional[str], bytes, str]  # key, value, identity
 
@@ -83,7 +85,9 @@ class _Partition(StatefulSinkPartition):
         self._partition = partition
         self._failures: List[str] = []
         self._last_offset = -1  # highest offset acknowledged so far
-        self._resume_offset = resume_offset
+        self._first_since_snapshot: Optional[int] = None  # lowest offset acknowledged since
+        # Where the records written after each of the last SKEW_EPOCHS snapshots begin.
+        self._marks: Deque[Optional[int]] = deque([resume_offset], maxlen=SKEW_EPOCHS)
         self._produced = METRICS.records_produced.labels(topic)
         self._errors = METRICS.produce_errors.labels(topic)
         self._producer = Producer(client_config(settings, **producer_config))
@@ -91,8 +95,11 @@ class _Partition(StatefulSinkPartition):
     def _on_delivery(self, err, msg) -> None:
         if err is None:
             self._produced.inc()
-            if msg.offset() > self._last_offset:
-                self._last_offset = msg.offset()
+            offset = msg.offset()
+            if offset > self._last_offset:
+                self._last_offset = offset
+            if self._first_since_snapshot is None or offset < self._first_since_snapshot:
+                self._first_since_snapshot = offset
         else:
             self._errors.inc()
             self._failures.append(err.str())
@@ -133,10 +140,23 @@ class _Partition(StatefulSinkPartition):
         self._check_failures()
 
     def _next_offset(self) -> Optional[int]:
-        """Where records after this epoch start (a lower bound): the snapshot state."""
-        if self._last_offset >= 0:
-            return self._last_offset + 1
-        return self._resume_offset
+        """The snapshot state: an offset before every record a resume from this snapshot
+        could emit again, so the read-back covers them.
+
+        Bytewax writes items as they come, so records of the next epoch may already be in the
+        transaction this snapshot commits (a worker running ahead). The state is therefore
+        where writing began SKEW_EPOCHS snapshots ago, not the current end: the read-back reads
+        a few epochs more than strictly needed, and their identities are harmless.
+        """
+        if self._first_since_snapshot is not None:
+            mark = self._first_since_snapshot
+        elif self._last_offset >= 0:
+            mark = self._last_offset + 1
+        else:
+            mark = self._marks[-1]
+        self._first_since_snapshot = None
+        self._marks.append(mark)
+        return self._marks[0]
 
 
 class _FlushingPartition(_Partition):
@@ -168,6 +188,7 @@ class _TransactionalPartition(_Partition):
         self._call("init_transactions", METADATA_TIMEOUT_S * 6)
         # After init_transactions a predecessor's open transaction is aborted, so the read-back
         # below sees exactly what is committed.
+        # resume_offset is None only without recovery: then nothing is ever resumed.
         self._already_written: Set[str] = (
             self._read_back(settings, resume_offset) if resume_offset is not None else set())
         if self._already_written:

@@ -111,7 +111,7 @@ def run(settings: Settings) -> int:
         env = dict(os.environ, BYTEWAX_DATAFLOW_API_ENABLED="true",
                    BYTEWAX_DATAFLOW_API_PORT=str(METRICS_PORT))
         log = open(ROOT / ".local" / "demo-dataflow.log", "w")
-        flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+        flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow", "-s", "1"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         print(f"demo: dataflow started (pid {flow.pid}); metrics at http://127.0.0.1:{METRICS_PORT}/metrics")

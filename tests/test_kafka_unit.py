@@ -2,7 +2,8 @@
 
 import pytest
 
-from clickstream.kafka import RecordSink, murmur2
+from clickstream.kafka import murmur2
+from clickstream.sink import RecordSink
 from clickstream.settings import Settings
 
 

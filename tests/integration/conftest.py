@@ -79,3 +79,13 @@ def own_broker(tmp_path_factory):
     yield start
     for broker in brokers:
         broker.down()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak tests run only when asked for (`make soak`, i.e. CLICKSTREAM_SOAK=1)."""
+    if os.environ.get("CLICKSTREAM_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="long soak: run with `make soak`")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

@@ -42,8 +42,20 @@ def finish(topics, flags, **env):
     return result
 
 
-def kill_repeatedly(topics, flags, kills, rng, tmp_path, low=0.5, high=4.0, downtime=0.0, **env):
-    """Start live, SIGKILL after a random time, `kills` times; returns the kill times."""
+def end_offsets(brokers, topic):
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "offsets"})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    consumer.close()
+    return total
+
+
+def kill_repeatedly(topics, flags, kills, rng, tmp_path, low=0.5, high=4.0, downtime=0.0,
+                    progress=None, **env):
+    """Start live, SIGKILL after a random time, `kills` times; returns the kill times.
+    `progress`, a list, gets the user topic's end offset after each kill."""
     times = []
     for k in range(kills):
         log = tmp_path / f"run-{k}.log"
@@ -53,6 +65,8 @@ def kill_repeatedly(topics, flags, kills, rng, tmp_path, low=0.5, high=4.0, down
         assert flow.poll() is None, log.read_text()[-3000:]
         stop(flow, signal.SIGKILL)
         times.append(round(delay, 2))
+        if progress is not None:
+            progress.append(end_offsets(topics.brokers, topics.user))
         time.sleep(downtime)
     return times
 
@@ -117,3 +131,26 @@ def test_resuming_from_an_older_snapshot_suppresses_what_kafka_already_has(topic
     result = finish(topics, flags)
     assert "will not be written again" in result.stderr
     assert_matches(topics, inputs)
+
+
+@pytest.mark.soak
+def test_soak_thirty_kills_over_a_million_events(topics, tmp_path):
+    """`make soak`: the long run of the SIGKILL test (CLICKSTREAM_SOAK_EVENTS, _KILLS to change)."""
+    count = int(os.environ.get("CLICKSTREAM_SOAK_EVENTS", "1000000"))
+    kills = int(os.environ.get("CLICKSTREAM_SOAK_KILLS", "30"))
+    seed = int(os.environ.get("CLICKSTREAM_CHAOS_SEED", "20261126"))
+    inputs = preload(topics, count, seed=seed % 1000, users=20000)
+    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    began = time.monotonic()
+    progress = []
+    times = kill_repeatedly(topics, flags, kills, random.Random(seed), tmp_path, 1.0, 3.0,
+                            progress=progress)
+    finish(topics, flags)
+    expected = assert_matches(topics, inputs)
+    suppressed = sum((tmp_path / f"run-{k}.log").read_text().count("will not be written again")
+                     for k in range(kills))
+    print(f"soak: {count} events, {kills} SIGKILLs at {times} s (seed {seed}), "
+          f"{len(expected.user)} user / {len(expected.page)} page windows and "
+          f"{len(expected.dead)} dead letters exactly once; {suppressed} resumes suppressed "
+          f"re-emitted records; user topic end offset after each kill {progress}; "
+          f"{time.monotonic() - began:.0f} s")
