@@ -134,7 +134,9 @@ class _ClickPartition(StatefulSourcePartition):
         self._consumer = Consumer(client_config(
             settings,
             **{
-                "group.id": "clickstream",  # required by the client; nothing is committed
+                # Offsets are committed to this group after each snapshot, for the standard
+                # lag tools only: recovery always resumes from the snapshot.
+                "group.id": settings.consumer_group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 # A resume offset that retention already deleted is data loss: say so, do not skip.
@@ -150,6 +152,7 @@ class _ClickPartition(StatefulSourcePartition):
         start = OFFSET_BEGINNING if resume_offset is None else resume_offset
         self._consumer.assign([TopicPartition(self._topic, partition, start)])
         self._lag_gauge = METRICS.consumer_lag.labels(self._topic, str(partition))
+        self._tp_key = (self._topic, partition)
         self._done = False
 
     def next_batch(self) -> list:
@@ -159,6 +162,7 @@ class _ClickPartition(StatefulSourcePartition):
         shards: Dict[str, list] = {}
         dead: list = []
         last = None
+        newest = -(2**62)
         topic, partition, end = self._topic, self._partition, self._end
         for msg in messages:
             err = msg.error()
@@ -175,8 +179,11 @@ class _ClickPartition(StatefulSourcePartition):
                 event = parse_event(value, partition, offset)
             except MalformedEvent as exc:
                 dead.append((DLQ_KEY, (None, dead_letter(MALFORMED, str(exc), topic, partition,
-                                                         offset, value), f"{partition}:{offset}")))
+                                                         offset, value), f"{partition}:{offset}",
+                                       None)))
                 continue
+            if event.ts > newest:
+                newest = event.ts
             key = USER_SHARD_KEYS[shard_of(event.user_id)]
             bucket = shards.get(key)
             if bucket is None:
@@ -188,6 +195,8 @@ class _ClickPartition(StatefulSourcePartition):
             METRICS.events_consumed.inc(sum(map(len, shards.values())) + len(dead))
             if dead:
                 METRICS.events_malformed.inc(len(dead))
+            if shards:
+                METRICS.watermark.observe(self._tp_key, newest)
         elif end is not None:
             # Transaction markers take offsets but are never delivered: trust the position.
             position = self._consumer.position([self._tp])[0].offset
@@ -210,7 +219,7 @@ class _ClickPartition(StatefulSourcePartition):
         position = self._consumer.position([self._tp])[0].offset
         lag = max(self._high - max(self._next, position), 0)
         self._lag_gauge.set(lag)
-        self._clock.report((self._topic, self._partition), lag == 0)
+        self._clock.report(self._tp_key, lag == 0)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -229,6 +238,12 @@ class _ClickPartition(StatefulSourcePartition):
         raise StopIteration()
 
     def snapshot(self) -> Optional[int]:
+        try:
+            self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, self._next)],
+                                  asynchronous=True)
+        except KafkaException as exc:  # lag reporting only: never worth stopping for
+            log.warning("committing offsets of %s[%d] to group failed: %s",
+                        self._topic, self._partition, exc.args[0].str())
         return self._next
 
     def close(self) -> None:

@@ -1,13 +1,48 @@
 """Every Prometheus metric of the service, in one place.
 
 Built from an injectable registry (tests pass their own); the dataflow uses the default
-registry, which bytewax serves at :3030/metrics when BYTEWAX_DATAFLOW_API_ENABLED=true.
-Labels are low-cardinality on purpose: never a user id or a url.
+registry, which bytewax serves with its own step metrics at :3030/metrics when
+BYTEWAX_DATAFLOW_API_ENABLED=true (one port per process: BYTEWAX_DATAFLOW_API_PORT).
+Labels are low-cardinality on purpose: never a user id or a url. Durations are in seconds.
 """
 
+import threading
+import time
 from dataclasses import dataclass
+from typing import Callable, Dict
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# From "on time" to "someone should look": emits wait for the epoch commit (-s), so the
+# buckets reach well past the usual 1-10 s snapshot intervals.
+EMIT_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class EventTimeWatermark:
+    """This process's event-time progress, for `clickstream_event_time_lag_seconds`.
+
+    Per input partition the newest event time read; the process's watermark is the oldest of
+    those minus the allowed lateness (Flink's rule for a source with several partitions).
+    Read at scrape time, so the lag keeps growing when the input stalls.
+    """
+
+    def __init__(self, lateness_s: float = 0.0, clock: Callable[[], float] = time.time):
+        self._newest: Dict[object, int] = {}
+        self._lock = threading.Lock()
+        self.lateness_s = lateness_s
+        self._clock = clock
+
+    def observe(self, partition, newest_ms: int) -> None:
+        with self._lock:
+            if newest_ms > self._newest.get(partition, -(2**62)):
+                self._newest[partition] = newest_ms
+
+    def lag_seconds(self) -> float:
+        with self._lock:
+            if not self._newest:
+                return 0.0
+            watermark_s = min(self._newest.values()) / 1000 - self.lateness_s
+        return max(self._clock() - watermark_s, 0.0)
 
 
 @dataclass(frozen=True)
@@ -18,11 +53,21 @@ class Metrics:
     windows_emitted: Counter
     records_produced: Counter
     produce_errors: Counter
+    duplicates_suppressed: Counter
+    producer_queue_full: Counter
     consumer_lag: Gauge
+    event_time_lag: Gauge
+    window_emit_delay: Histogram
+    watermark: EventTimeWatermark
 
     @classmethod
     def build(cls, registry: CollectorRegistry) -> "Metrics":
-        return cls(
+        watermark = EventTimeWatermark()
+        event_time_lag = Gauge(
+            "clickstream_event_time_lag_seconds",
+            "Wall clock minus this process's event-time watermark", registry=registry)
+        event_time_lag.set_function(watermark.lag_seconds)
+        metrics = cls(
             events_consumed=Counter(
                 "clickstream_events_consumed", "Input messages read from Kafka", registry=registry),
             events_malformed=Counter(
@@ -35,15 +80,34 @@ class Metrics:
                 "clickstream_windows_emitted", "Window results emitted", ["output"],
                 registry=registry),
             records_produced=Counter(
-                "clickstream_records_produced", "Records delivered to Kafka", ["topic"],
+                "clickstream_records_produced", "Records acknowledged by Kafka", ["topic"],
                 registry=registry),
             produce_errors=Counter(
                 "clickstream_produce_errors", "Kafka deliveries that failed", ["topic"],
                 registry=registry),
+            duplicates_suppressed=Counter(
+                "clickstream_duplicates_suppressed",
+                "Re-emitted records not written again because Kafka already held them after a "
+                "resume", ["topic"], registry=registry),
+            producer_queue_full=Counter(
+                "clickstream_producer_queue_full",
+                "Times a sink waited for deliveries because its local producer queue was full",
+                ["topic"], registry=registry),
             consumer_lag=Gauge(
                 "clickstream_consumer_lag", "Messages behind the partition's end offset",
                 ["topic", "partition"], registry=registry),
+            event_time_lag=event_time_lag,
+            window_emit_delay=Histogram(
+                "clickstream_window_emit_delay_seconds",
+                "From the moment a window may close to its record being committed to Kafka",
+                ["output"], buckets=EMIT_DELAY_BUCKETS, registry=registry),
+            watermark=watermark,
         )
+        # Series that exist from the start read 0 instead of "no data" in alerts and panels.
+        for output in ("user", "page"):
+            metrics.windows_emitted.labels(output)
+            metrics.window_emit_delay.labels(output)
+        return metrics
 
 
 METRICS = Metrics.build(REGISTRY)

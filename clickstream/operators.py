@@ -5,11 +5,13 @@ recovery state keeps its layout whatever the number of workers or processes, whi
 holds many users and is handed whole batches, which keeps the Python cost per event low. The
 window rules themselves live in `clickstream/windows.py`.
 
-Both stages emit `(tag, payload)` values, records being (key, json, identity) for the sink:
+Both stages emit `(tag, payload)` values, records being (key, json, identity, closed_at) for
+the sink (closed_at: when a window closed, None for dead letters):
 - user stage: ("user", record), ("page_in", (page_shard, [Event])), ("dlq", record)
 - page stage: ("page", record), ("dlq", record)
 """
 
+import time
 import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, List, Optional, Tuple
@@ -64,9 +66,10 @@ class _WindowShard(StatefulBatchLogic):
         if not closed:
             return
         result = self.windows.aggregation.result
+        now = time.time()  # the moment the windows may close: for the emit-delay histogram
         for c in closed:
             out.append((self.output, (c.key, codec.dumps(result(c.key, c.start, c.end, c.state)),
-                                      str(c.start))))
+                                      str(c.start), now)))
         METRICS.windows_emitted.labels(self.output).inc(len(closed))
 
     def _late(self, event, closed_through: int, out: list) -> None:
@@ -75,7 +78,7 @@ class _WindowShard(StatefulBatchLogic):
                  f"{self._key_of(event)!r} was already emitted "
                  f"(watermark {format_ts(closed_through)})")
         record = dead_letter(LATE, error, self.input_topic, event.partition, event.offset, event.raw)
-        out.append((DLQ, (None, record, f"{event.partition}:{event.offset}")))
+        out.append((DLQ, (None, record, f"{event.partition}:{event.offset}", None)))
         METRICS.events_late.inc()
 
     def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:

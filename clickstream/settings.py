@@ -20,6 +20,7 @@ DEFAULTS = {
     "CLICKSTREAM_DELIVERY": "exactly-once",
     "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
     "CLICKSTREAM_FRESH_START": "",
+    "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
 }
 KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
 SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
@@ -42,6 +43,7 @@ class Settings:
     exactly_once: bool = True
     transaction_timeout_ms: int = 120000
     fresh_start: bool = False
+    consumer_group: str = "clickstream"
     # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
     kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -104,6 +106,7 @@ class Settings:
             exactly_once=delivery == "exactly-once",
             transaction_timeout_ms=timeout_ms,
             fresh_start=_flag(env, "CLICKSTREAM_FRESH_START"),
+            consumer_group=get("CLICKSTREAM_CONSUMER_GROUP") or DEFAULTS["CLICKSTREAM_CONSUMER_GROUP"],
             kafka=kafka,
         )
 

@@ -38,7 +38,7 @@ log = logging.getLogger("clickstream.sink")
 ID_HEADER = "clickstream-id"
 SKEW_EPOCHS = 3  # see _Partition._next_offset
 COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
-Record = Tuple[Optional[str], bytes, str]  # key, value, identity
+Record = Tuple[Optional[str], bytes, str, Optional[float]]  # key, value, identity, closed at
 
 
 def identity(key: Optional[str], ident: str) -> str:
@@ -55,11 +55,12 @@ class RecordSink(FixedPartitionedSink):
     """
 
     def __init__(self, settings: Settings, topic: str, partitions: int,
-                 origin: Optional[Dict[int, int]] = None):
+                 origin: Optional[Dict[int, int]] = None, output: str = ""):
         self._settings = settings
         self._topic = topic
         self._partitions = partitions
         self._origin = origin
+        self._output = output  # label of the emit-delay histogram: "user", "page"
 
     def list_parts(self) -> List[str]:
         return [f"{i:05d}" for i in range(self._partitions)]
@@ -71,18 +72,20 @@ class RecordSink(FixedPartitionedSink):
         partition = int(for_part)
         if resume_state is None and self._origin is not None:
             resume_state = self._origin.get(partition)
-        if self._settings.exactly_once:
-            return _TransactionalPartition(self._settings, self._topic, partition, resume_state)
-        return _FlushingPartition(self._settings, self._topic, partition, resume_state)
+        kind = _TransactionalPartition if self._settings.exactly_once else _FlushingPartition
+        return kind(self._settings, self._topic, partition, resume_state, self._output)
 
 
 class _Partition(StatefulSinkPartition):
     """Shared by both delivery modes: produce with back-pressure, check every report."""
 
     def __init__(self, settings: Settings, topic: str, partition: int, resume_offset: Optional[int],
-                 producer_config: dict):
+                 output: str, producer_config: dict):
         self._topic = topic
         self._partition = partition
+        self._emit_delay = METRICS.window_emit_delay.labels(output) if output else None
+        self._closed_at: List[float] = []  # of the window records not yet committed / flushed
+        self._queue_full = METRICS.producer_queue_full.labels(topic)
         self._failures: List[str] = []
         self._last_offset = -1  # highest offset acknowledged so far
         self._first_since_snapshot: Optional[int] = None  # lowest offset acknowledged since
@@ -107,7 +110,10 @@ class _Partition(StatefulSinkPartition):
     def _produce(self, records: List[Record]) -> None:
         produce = self._producer.produce
         topic, partition, on_delivery = self._topic, self._partition, self._on_delivery
-        for key, value, ident in records:
+        closed_at = self._closed_at
+        for key, value, ident, closed in records:
+            if closed is not None:
+                closed_at.append(closed)
             while True:
                 try:
                     produce(topic, value, key, partition=partition, on_delivery=on_delivery,
@@ -115,6 +121,7 @@ class _Partition(StatefulSinkPartition):
                     break
                 except BufferError:
                     # Local queue full: let librdkafka send and serve callbacks, then retry.
+                    self._queue_full.inc()
                     self._producer.poll(0.1)
                 except KafkaException as exc:
                     # e.g. the transaction can only be aborted after a failed delivery
@@ -139,6 +146,15 @@ class _Partition(StatefulSinkPartition):
                         len(self._producer), self._topic, self._partition)
         self._check_failures()
 
+    def _observe_emitted(self) -> None:
+        """The records are readable now: how long after their windows could close."""
+        if self._closed_at:
+            if self._emit_delay is not None:
+                now = time.time()
+                for closed in self._closed_at:
+                    self._emit_delay.observe(now - closed)
+            self._closed_at = []
+
     def _next_offset(self) -> Optional[int]:
         """The snapshot state: an offset before every record a resume from this snapshot
         could emit again, so the read-back covers them.
@@ -162,8 +178,8 @@ class _Partition(StatefulSinkPartition):
 class _FlushingPartition(_Partition):
     """At-least-once: idempotent producer, everything acknowledged before an epoch's snapshot."""
 
-    def __init__(self, settings, topic, partition, resume_offset):
-        super().__init__(settings, topic, partition, resume_offset, {
+    def __init__(self, settings, topic, partition, resume_offset, output):
+        super().__init__(settings, topic, partition, resume_offset, output, {
             "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
         })
 
@@ -172,6 +188,7 @@ class _FlushingPartition(_Partition):
 
     def snapshot(self) -> Optional[int]:
         self._flush()
+        self._observe_emitted()
         return self._next_offset()
 
     def close(self) -> None:
@@ -179,8 +196,8 @@ class _FlushingPartition(_Partition):
 
 
 class _TransactionalPartition(_Partition):
-    def __init__(self, settings, topic, partition, resume_offset):
-        super().__init__(settings, topic, partition, resume_offset, {
+    def __init__(self, settings, topic, partition, resume_offset, output):
+        super().__init__(settings, topic, partition, resume_offset, output, {
             "transactional.id": f"clickstream-{topic}-{partition}",
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
@@ -195,6 +212,7 @@ class _TransactionalPartition(_Partition):
             log.warning("%s[%d]: %d record(s) committed after the last snapshot will not be "
                         "written again", topic, partition, len(self._already_written))
         self._in_transaction = False
+        self._suppressed = METRICS.duplicates_suppressed.labels(topic)
 
     def _call(self, method: str, timeout: Optional[float]) -> None:
         """A transactional call, retried while Kafka says it is retriable (broker restarting)."""
@@ -245,7 +263,9 @@ class _TransactionalPartition(_Partition):
 
     def write_batch(self, values: List[Record]) -> None:
         if self._already_written:
+            count = len(values)
             values = [v for v in values if identity(v[0], v[2]) not in self._already_written]
+            self._suppressed.inc(count - len(values))
         if not values:
             return
         if not self._in_transaction:
@@ -263,6 +283,7 @@ class _TransactionalPartition(_Partition):
         self._call("commit_transaction", COMMIT_TIMEOUT_S)
         self._in_transaction = False
         self._check_failures()
+        self._observe_emitted()
 
     def close(self) -> None:
         if self._in_transaction:

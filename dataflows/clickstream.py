@@ -22,6 +22,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from clickstream.kafka import ClickSource, fail, stop, topic_partitions
+from clickstream.metrics import METRICS
 from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
 from clickstream.recovery import Origin, prepare_store, recovery_directory
 from clickstream.settings import Settings, SettingsError
@@ -31,6 +32,7 @@ from clickstream.sink import RecordSink
 def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = None) -> Dataflow:
     """The dataflow for `settings`; `partitions` maps each output topic to its partition count,
     `origin` (with recovery) where each output partition's history starts."""
+    METRICS.watermark.lateness_s = settings.lateness_ms / 1000
     flow = Dataflow("clickstream")
     source = op.input("clicks", flow, ClickSource(settings))
     parsed = op.branch("parsed", source, lambda item: item[0] != DLQ_KEY)
@@ -51,11 +53,11 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
         op.filter_map("late_pages", pages, partial(_dead_letter, DLQ)),
     )
 
-    def sink(topic: str) -> RecordSink:
-        return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic))
+    def sink(topic: str, output: str = "") -> RecordSink:
+        return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic), output)
 
-    op.output("user_metrics", user_records, sink(settings.user_topic))
-    op.output("page_metrics", page_records, sink(settings.page_topic))
+    op.output("user_metrics", user_records, sink(settings.user_topic, USER))
+    op.output("page_metrics", page_records, sink(settings.page_topic, PAGE))
     op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
     return flow
 

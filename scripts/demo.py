@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clickstream.kafka import create_topics
+from clickstream.report import LocalPrometheus, collect, render
 from clickstream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def main() -> int:
 
 
 def run(settings: Settings) -> int:
-    flow = None
+    flow = prometheus = None
     try:
         print(f"demo: recreating topics {settings.input_topic}, {', '.join(settings.output_topics)}")
         recreate_topics(settings)
@@ -115,6 +116,12 @@ def run(settings: Settings) -> int:
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         print(f"demo: dataflow started (pid {flow.pid}); metrics at http://127.0.0.1:{METRICS_PORT}/metrics")
+        if LocalPrometheus.available():
+            prometheus = LocalPrometheus([f"127.0.0.1:{METRICS_PORT}"]).__enter__()
+            print(f"demo: Prometheus scraping it at {prometheus.url} (alerts at {prometheus.url}/alerts)")
+        else:
+            prometheus = None
+            print("demo: no `prometheus` installed (apt-get install prometheus): no report picture")
         print(f"demo: generating {RATE * SECONDS} events at {RATE}/s for {SECONDS} s "
               "(2% late, 5% out of order, 1% malformed)")
         started = time.time()
@@ -141,7 +148,14 @@ def run(settings: Settings) -> int:
         if flow.poll() is not None:
             print("demo: the dataflow exited early; see .local/demo-dataflow.log", file=sys.stderr)
             return 1
+        if prometheus is not None:
+            picture = ROOT / ".local" / "demo-report.png"
+            render(collect(prometheus.url, minutes=(time.time() - started) / 60 + 0.5, step=2),
+                   picture, "clickstream demo")
+            print(f"demo: dashboard panels rendered to {picture}")
     finally:
+        if prometheus is not None:
+            prometheus.__exit__()
         if flow is not None and flow.poll() is None:
             os.killpg(flow.pid, signal.SIGINT)
             try:
