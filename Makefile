@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CLICKSTREAM_BROKERS ?= 127.0.0.1:9092
 PARTITIONS ?= 2
+PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-up kafka-down topics demo run test test-unit test-integration soak clean
+.PHONY: help install kafka-up kafka-down topics demo run cluster test test-unit test-integration soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,7 +34,10 @@ demo: $(VENV)/.installed ## the whole thing for ~30 s on a local broker: generat
 	$(PY) scripts/demo.py
 
 run: $(VENV)/.installed ## the dataflow against CLICKSTREAM_BROKERS, recovery in .local/recovery
-	$(PY) -m bytewax.run dataflows.clickstream:flow -r .local/recovery -s 5 -b 0
+	$(PY) -m clickstream.cluster --processes 1 --recovery .local/recovery --snapshot 5
+
+cluster: $(VENV)/.installed ## PROCESSES local processes (-i/-a), metrics on 3030.., recovery in .local/recovery-cluster
+	$(PY) -m clickstream.cluster --processes $(PROCESSES) --recovery .local/recovery-cluster --snapshot 5
 
 test: $(VENV)/.installed ## the whole suite; starts Kafka itself when none answers
 	$(PY) -m pytest -q

@@ -12,6 +12,8 @@ import logging
 import os
 import struct
 import sys
+import threading
+import time
 from typing import Dict, Iterable, List, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -265,6 +267,38 @@ class ClickSource(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _ClickPartition:
         partition = int(for_part.rpartition("-")[2])
         return _ClickPartition(self._settings, partition, resume_state, self._clock, self._batch_size)
+
+
+RESTART_STATUS = 75  # the exit status clickstream.cluster restarts on (EX_TEMPFAIL)
+
+
+class PartitionWatcher(threading.Thread):
+    """Notices partitions added to the input topic while the dataflow runs (Bytewax fixes its
+    source partitions at start; Flink discovers new ones, so should we).
+
+    On a change the process exits with RESTART_STATUS: its supervisor (clickstream.cluster, or
+    Kubernetes) starts it again, the assignment is rebuilt from the new partition list and the
+    dataflow resumes from its recovery store, the new partitions from their first offset.
+    Exactly-once output makes the restart invisible downstream.
+    """
+
+    def __init__(self, settings: Settings, partitions: int):
+        super().__init__(name="clickstream-partition-watcher", daemon=True)
+        self._settings = settings
+        self._partitions = partitions
+
+    def run(self) -> None:
+        admin = AdminClient(client_config(self._settings))
+        topic = self._settings.input_topic
+        while True:
+            time.sleep(self._settings.partition_check_ms / 1000)
+            try:
+                meta = admin.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+            except KafkaException:
+                continue  # the broker is away; the consumers report what matters
+            if meta is not None and meta.partitions and len(meta.partitions) > self._partitions:
+                stop(f"input topic {topic} now has {len(meta.partitions)} partitions (was "
+                     f"{self._partitions}); restarting to read them all", RESTART_STATUS)
 
 
 def murmur2(data: bytes) -> int:

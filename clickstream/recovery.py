@@ -8,6 +8,9 @@
   or say CLICKSTREAM_FRESH_START=1 to process the input again on purpose.
 - An existing store must be a Bytewax store whose SQLite files pass `PRAGMA quick_check`;
   anything else stops the start with one line rather than silently starting fresh.
+- Layout: one directory shared by all processes of a machine (default), or, with
+  CLICKSTREAM_RECOVERY_LAYOUT=per-process, a directory per process (a volume per pod) holding
+  only that process's partition of the store.
 """
 
 import fcntl
@@ -16,7 +19,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -26,6 +29,15 @@ from clickstream.settings import Settings, SettingsError
 ORIGIN_FILE = "origin.json"
 LOCK_FILE = ".init.lock"
 Origin = Dict[str, Dict[int, int]]  # topic -> partition -> offset
+
+
+def cluster_position() -> Tuple[int, int]:
+    """(this process's id, number of processes) as bytewax.run was told (-i/-a, or the pod
+    name and hostfile it reads in Kubernetes)."""
+    kwargs = getattr(sys.modules.get("__main__"), "kwargs", None)
+    if isinstance(kwargs, dict) and kwargs.get("addresses"):
+        return int(kwargs.get("process_id") or 0), len(kwargs["addresses"])
+    return 0, 1
 
 
 def recovery_directory() -> Optional[Path]:
@@ -78,7 +90,16 @@ def prepare_store(directory: Path, settings: Settings, partitions: Dict[str, int
             )
         from bytewax.recovery import init_db_dir
 
-        init_db_dir(directory, 1)
+        process, processes = cluster_position()
+        if settings.recovery_per_process and processes > 1:
+            # One directory per process (a volume per pod): Bytewax needs the cluster's store
+            # partitions numbered 0..N-1 across processes, so each keeps only its own.
+            init_db_dir(directory, processes)
+            for part in directory.glob("part-*.sqlite3"):
+                if part.name != f"part-{process}.sqlite3":
+                    part.unlink()
+        else:
+            init_db_dir(directory, 1)
         (directory / ORIGIN_FILE).write_text(json.dumps(origin))
         print(f"clickstream: created recovery store in {directory}", file=sys.stderr)
         return origin

@@ -21,6 +21,8 @@ DEFAULTS = {
     "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
     "CLICKSTREAM_FRESH_START": "",
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
+    "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
+    "CLICKSTREAM_RECOVERY_LAYOUT": "shared",
 }
 KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
 SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
@@ -44,6 +46,8 @@ class Settings:
     transaction_timeout_ms: int = 120000
     fresh_start: bool = False
     consumer_group: str = "clickstream"
+    partition_check_ms: int = 10000  # 0: do not watch the input topic for new partitions
+    recovery_per_process: bool = False  # each process has its own recovery directory
     # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
     kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -90,6 +94,13 @@ class Settings:
         if not 1000 <= timeout_ms <= 900_000:
             raise SettingsError("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS must be between 1 and 900 "
                                 "(the broker's transaction.max.timeout.ms)")
+        partition_check_ms = _seconds_to_ms("CLICKSTREAM_PARTITION_CHECK_SECONDS",
+                                            get("CLICKSTREAM_PARTITION_CHECK_SECONDS"))
+        if partition_check_ms < 0:
+            raise SettingsError("CLICKSTREAM_PARTITION_CHECK_SECONDS must not be negative")
+        layout = get("CLICKSTREAM_RECOVERY_LAYOUT").lower()
+        if layout not in ("shared", "per-process"):
+            raise SettingsError(f"CLICKSTREAM_RECOVERY_LAYOUT={layout!r} is not shared or per-process")
         kafka = tuple(sorted(
             (name[len(KAFKA_PREFIX):].lower().replace("_", "."), value)
             for name, value in env.items() if name.startswith(KAFKA_PREFIX) and value
@@ -107,6 +118,8 @@ class Settings:
             transaction_timeout_ms=timeout_ms,
             fresh_start=_flag(env, "CLICKSTREAM_FRESH_START"),
             consumer_group=get("CLICKSTREAM_CONSUMER_GROUP") or DEFAULTS["CLICKSTREAM_CONSUMER_GROUP"],
+            partition_check_ms=partition_check_ms,
+            recovery_per_process=layout == "per-process",
             kafka=kafka,
         )
 

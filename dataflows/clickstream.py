@@ -21,7 +21,7 @@ from typing import Optional
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from clickstream.kafka import ClickSource, fail, stop, topic_partitions
+from clickstream.kafka import ClickSource, PartitionWatcher, fail, stop, topic_partitions
 from clickstream.metrics import METRICS
 from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
 from clickstream.recovery import Origin, prepare_store, recovery_directory
@@ -91,6 +91,8 @@ def _flow_from_environment() -> Dataflow:
         # Exactly what a crash does: the open transactions are aborted by the next start.
         signal.signal(sig, lambda number, _frame: stop(
             f"stopped by {signal.Signals(number).name}; the next start {resumes}", 128 + number))
+    if settings.partition_check_ms and not settings.bounded:
+        PartitionWatcher(settings, partitions[settings.input_topic]).start()
     return build_flow(settings, partitions, origin)
 
 
