@@ -21,10 +21,11 @@ from typing import Optional
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from clickstream.kafka import ClickSource, PartitionWatcher, fail, stop, topic_partitions
+from clickstream.kafka import (ClickSource, ClusterProgress, PartitionWatcher, fail, stop,
+                               topic_partitions)
 from clickstream.metrics import METRICS
 from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
-from clickstream.recovery import Origin, prepare_store, recovery_directory
+from clickstream.recovery import Origin, cluster_position, prepare_store, recovery_directory
 from clickstream.settings import Settings, SettingsError
 from clickstream.sink import RecordSink
 
@@ -93,6 +94,8 @@ def _flow_from_environment() -> Dataflow:
             f"stopped by {signal.Signals(number).name}; the next start {resumes}", 128 + number))
     if settings.partition_check_ms and not settings.bounded:
         PartitionWatcher(settings, partitions[settings.input_topic]).start()
+    if cluster_position()[1] > 1 and not settings.bounded:
+        ClusterProgress(settings, partitions[settings.input_topic]).start()
     return build_flow(settings, partitions, origin)
 
 

@@ -26,6 +26,21 @@ def outputs(topics: Topics):
     return users, pages, dead
 
 
+def windows_by_identity(records, fields, key_field: str, exactly_once: bool) -> dict:
+    """{(key, window_start): record}, checking fields and message keys; a repeat is an error,
+    or with exactly_once=False allowed only as an identical copy."""
+    got = {}
+    for key, record in records:
+        assert set(record) == fields, record
+        assert key == record[key_field].encode(), (key, record)
+        ident = (record[key_field], record["window_start"])
+        if ident in got:
+            assert not exactly_once, f"{key_field} window {ident} emitted twice"
+            assert got[ident] == record, f"{key_field} window {ident} emitted with two contents"
+        got[ident] = record
+    return got
+
+
 def assert_matches(topics: Topics, inputs: List[Message], window_ms: int = 5000,
                    lateness_ms: int = 10000, exactly_once: bool = True) -> Expected:
     """Every expected record is there with exactly the expected content, and nothing else.
@@ -37,27 +52,8 @@ def assert_matches(topics: Topics, inputs: List[Message], window_ms: int = 5000,
     assert_keyed_like_java(read_topic(topics.brokers, topics.user))
     assert_keyed_like_java(read_topic(topics.brokers, topics.page))
 
-    got_users = {}
-    for key, record in users:
-        assert set(record) == USER_FIELDS, record
-        assert key == record["user_id"].encode(), (key, record)
-        ident = (record["user_id"], record["window_start"])
-        if ident in got_users:
-            assert not exactly_once, f"user window {ident} emitted twice"
-            assert got_users[ident] == record, f"user window {ident} emitted with two contents"
-        got_users[ident] = record
-    assert got_users == expected.user
-
-    got_pages = {}
-    for key, record in pages:
-        assert set(record) == PAGE_FIELDS, record
-        assert key == record["url"].encode(), (key, record)
-        ident = (record["url"], record["window_start"])
-        if ident in got_pages:
-            assert not exactly_once, f"page window {ident} emitted twice"
-            assert got_pages[ident] == record, f"page window {ident} emitted with two contents"
-        got_pages[ident] = record
-    assert got_pages == expected.page
+    assert windows_by_identity(users, USER_FIELDS, "user_id", exactly_once) == expected.user
+    assert windows_by_identity(pages, PAGE_FIELDS, "url", exactly_once) == expected.page
 
     got_dead = {}
     for record in dead:

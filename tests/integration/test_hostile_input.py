@@ -37,7 +37,7 @@ POISON = [
 
 def test_poison_records_are_dead_lettered_and_every_offset_is_accounted_for(topics):
     producer = Producer({"bootstrap.servers": topics.brokers, "message.max.bytes": 1_048_000,
-                         "linger.ms": 5})
+                         "linger.ms": 5, "enable.idempotence": True})  # keeps the order
     errors = []
     sequence = [(b"u1", good("u1", T0)), (b"u2", good("u2", T0 + 5))]
     sequence += [(key, value) for _, key, value in POISON]
