@@ -69,7 +69,7 @@ def _payload(tag: str, keyed):
 
 
 def _keyed_record(tag: str, keyed):
-    """(shard, (tag, (key, json, identity))) -> (key, record), the key routing the sink."""
+    """(shard, (tag, (key, json, identity, closed_at))) -> (key, record): the key routes the sink."""
     kind, record = keyed[1]
     return (record[0], record) if kind == tag else None
 

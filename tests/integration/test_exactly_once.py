@@ -53,20 +53,30 @@ def end_offsets(brokers, topic):
 
 
 def kill_repeatedly(topics, flags, kills, rng, tmp_path, low=0.5, high=4.0, downtime=0.0,
-                    progress=None, **env):
+                    progress=None, after_progress=False, **env):
     """Start live, SIGKILL after a random time, `kills` times; returns the kill times.
-    `progress`, a list, gets the user topic's end offset after each kill."""
+
+    `after_progress`: the random time counts from the moment the run committed new output
+    (a restart first replays and suppresses what the last one committed after its snapshot),
+    so that every run does real work before it dies. `progress`, a list, gets the user
+    topic's end offset after each kill."""
     times = []
+    committed = end_offsets(topics.brokers, topics.user)
     for k in range(kills):
         log = tmp_path / f"run-{k}.log"
         flow = start_dataflow(topics.env(**env), *flags, log=log)
+        if after_progress:
+            wait_for(lambda: flow.poll() is not None or
+                     end_offsets(topics.brokers, topics.user) > committed + 3,
+                     timeout=120, interval=0.2, what=f"run {k} to commit new output")
         delay = rng.uniform(low, high)
         time.sleep(delay)
         assert flow.poll() is None, log.read_text()[-3000:]
         stop(flow, signal.SIGKILL)
         times.append(round(delay, 2))
+        committed = end_offsets(topics.brokers, topics.user)
         if progress is not None:
-            progress.append(end_offsets(topics.brokers, topics.user))
+            progress.append(committed)
         time.sleep(downtime)
     return times
 
@@ -75,7 +85,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(topics, tmp_path
     seed = int(os.environ.get("CLICKSTREAM_CHAOS_SEED", "20261126"))
     inputs = preload(topics, 40000)
     flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
-    times = kill_repeatedly(topics, flags, 4, random.Random(seed), tmp_path)
+    times = kill_repeatedly(topics, flags, 4, random.Random(seed), tmp_path, 0.0, 1.5,
+                            after_progress=True)
     finish(topics, flags)
     expected = assert_matches(topics, inputs)
     print(f"kills after {times} s (seed {seed}); {len(expected.user)} user windows exact")
@@ -143,8 +154,8 @@ def test_soak_thirty_kills_over_a_million_events(topics, tmp_path):
     flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
     began = time.monotonic()
     progress = []
-    times = kill_repeatedly(topics, flags, kills, random.Random(seed), tmp_path, 1.0, 3.0,
-                            progress=progress)
+    times = kill_repeatedly(topics, flags, kills, random.Random(seed), tmp_path, 0.0, 2.0,
+                            progress=progress, after_progress=True)
     finish(topics, flags)
     expected = assert_matches(topics, inputs)
     suppressed = sum((tmp_path / f"run-{k}.log").read_text().count("will not be written again")
