@@ -10,6 +10,7 @@ end in `stop()`: one line on stderr and a non-zero exit, and the restart redoes 
 
 import logging
 import os
+import socket
 import struct
 import sys
 import threading
@@ -65,6 +66,16 @@ def _redact(message: str) -> str:
     for settings in _SETTINGS_FOR_REDACTION:
         message = settings.redact(message)
     return message
+
+
+def broker_answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at host:port (is a broker up here?)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def topic_partitions(settings: Settings) -> Dict[str, int]:

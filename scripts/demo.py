@@ -9,7 +9,6 @@ it started.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clickstream.kafka import create_topics
+from clickstream.kafka import broker_answers, create_topics
 from clickstream.report import LocalPrometheus, collect, render
 from clickstream.settings import Settings
 
@@ -28,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = int(os.environ.get("DEMO_RATE", "3000"))
 SECONDS = int(os.environ.get("DEMO_SECONDS", "25"))
 METRICS_PORT = int(os.environ.get("BYTEWAX_DATAFLOW_API_PORT", "3030"))
-
-
-def answers(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def recreate_topics(settings: Settings) -> None:
@@ -94,7 +84,7 @@ def scrape(name: str) -> float:
 def main() -> int:
     settings = Settings.from_env()
     started_kafka = False
-    if not answers(settings.brokers[0]):
+    if not broker_answers(settings.brokers[0]):
         subprocess.run([str(ROOT / "scripts/kafka.sh"), "up"], check=True)
         started_kafka = True
     try:

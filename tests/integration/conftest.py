@@ -2,29 +2,20 @@
 answers, else a local one started here with scripts/kafka.sh (and stopped afterwards)."""
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from clickstream.kafka import broker_answers
 from tests.integration.kafka_io import ROOT, make_topics
-
-
-def _answers(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
 def brokers():
     address = os.environ.get("CLICKSTREAM_BROKERS", "127.0.0.1:9092").split(",")[0]
-    if _answers(address):
+    if broker_answers(address):
         yield address
         return
     port = address.rpartition(":")[2]
