@@ -31,24 +31,26 @@ LOCK_FILE = ".init.lock"
 Origin = Dict[str, Dict[int, int]]  # topic -> partition -> offset
 
 
+def _run_flags() -> dict:
+    """The flags bytewax.run parsed before it imported the dataflow, kept in its module
+    globals (empty when the dataflow runs another way)."""
+    kwargs = getattr(sys.modules.get("__main__"), "kwargs", None)
+    return kwargs if isinstance(kwargs, dict) else {}
+
+
 def cluster_position() -> Tuple[int, int]:
     """(this process's id, number of processes) as bytewax.run was told (-i/-a, or the pod
     name and hostfile it reads in Kubernetes)."""
-    kwargs = getattr(sys.modules.get("__main__"), "kwargs", None)
-    if isinstance(kwargs, dict) and kwargs.get("addresses"):
-        return int(kwargs.get("process_id") or 0), len(kwargs["addresses"])
+    flags = _run_flags()
+    if flags.get("addresses"):
+        return int(flags.get("process_id") or 0), len(flags["addresses"])
     return 0, 1
 
 
 def recovery_directory() -> Optional[Path]:
-    """The -r/--recovery-directory (or BYTEWAX_RECOVERY_DIRECTORY) bytewax.run was given.
-
-    bytewax.run parses its flags before it imports the dataflow, and keeps them in its
-    module globals; the environment variable is the fallback for other launchers.
-    """
-    main = sys.modules.get("__main__")
-    kwargs = getattr(main, "kwargs", None)
-    config = kwargs.get("recovery_config") if isinstance(kwargs, dict) else None
+    """The -r/--recovery-directory (or BYTEWAX_RECOVERY_DIRECTORY) bytewax.run was given;
+    the environment variable is the fallback for other launchers."""
+    config = _run_flags().get("recovery_config")
     if config is not None:
         return Path(config.db_dir)
     env = os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")

@@ -37,6 +37,10 @@ log = logging.getLogger("clickstream.sink")
 
 ID_HEADER = "clickstream-id"
 SKEW_EPOCHS = 3  # see _Partition._next_offset
+# Both delivery modes: every record acknowledged by all in-sync replicas, no duplicates from
+# retries, small batches waited for briefly.
+PRODUCER_CONFIG = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
+                   "compression.type": "lz4"}
 COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
 Record = Tuple[Optional[str], bytes, str, Optional[float]]  # key, value, identity, closed at
 
@@ -179,9 +183,7 @@ class _FlushingPartition(_Partition):
     """At-least-once: idempotent producer, everything acknowledged before an epoch's snapshot."""
 
     def __init__(self, settings, topic, partition, resume_offset, output):
-        super().__init__(settings, topic, partition, resume_offset, output, {
-            "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
-        })
+        super().__init__(settings, topic, partition, resume_offset, output, PRODUCER_CONFIG)
 
     def write_batch(self, values: List[Record]) -> None:
         self._produce(values)
@@ -200,7 +202,7 @@ class _TransactionalPartition(_Partition):
         super().__init__(settings, topic, partition, resume_offset, output, {
             "transactional.id": f"clickstream-{topic}-{partition}",
             "transaction.timeout.ms": settings.transaction_timeout_ms,
-            "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+            **PRODUCER_CONFIG,
         })
         self._call("init_transactions", METADATA_TIMEOUT_S * 6)
         # After init_transactions a predecessor's open transaction is aborted, so the read-back
