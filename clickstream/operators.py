@@ -60,7 +60,11 @@ class _WindowShard(StatefulBatchLogic):
         self.clock = clock
         self.input_topic = input_topic
         if resume_state is not None:
-            self.windows.restore(resume_state, clock.now_ms())
+            try:
+                self.windows.restore(resume_state, clock.now_ms())
+            except ValueError as exc:
+                from clickstream.kafka import stop  # imports this module
+                stop(f"cannot resume: {exc}; start with a new store", 2)
 
     def _emit(self, closed: List[ClosedWindow], out: list) -> None:
         if not closed:

@@ -20,12 +20,14 @@ Aggregations follow the initialize / agg / result shape: state is a small list, 
 """
 
 import heapq
-from collections import deque
+import pickle
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 NO_WATERMARK = -(2**62)
+SNAPSHOT_FORMAT = 2  # of KeyedWindows.snapshot(); restore() refuses any other
 
 
 def window_start(ts_ms: int, width_ms: int) -> int:
@@ -171,6 +173,11 @@ class KeyedWindows:
         self.watermark_closing = watermark_closing
         self.settle = settle_ms
         self.keys: Dict[str, _KeyState] = {}
+        # The same window states again, grouped by window start, for incremental snapshots:
+        # only the groups touched since the last snapshot are pickled again (see snapshot()).
+        self._starts: Dict[int, Dict[str, list]] = {}
+        self._dirty: set = set()  # window starts changed since the last snapshot
+        self._blobs: Dict[int, bytes] = {}  # window start -> its pickled group, as of then
         self._idle_heap: List[Tuple[int, str]] = []  # (idle-clock ms when due, key), lazy
         self._pending: Deque[Tuple[int, str, int]] = deque()  # (recorded at, key, watermark)
 
@@ -191,6 +198,12 @@ class KeyedWindows:
         state = windows.get(start)
         if state is None:
             state = windows[start] = self.aggregation.initialize()
+            group = self._starts.get(start)
+            if group is None:
+                self._starts[start] = {key: state}
+            else:
+                group[key] = state
+        self._dirty.add(start)
         self.aggregation.agg(state, event)
         ks.idle_since = now
         if ts > ks.max_ts:
@@ -226,8 +239,14 @@ class KeyedWindows:
         due = [start for start in windows if start + width <= watermark]
         if due:
             due.sort()
+            starts, dirty = self._starts, self._dirty
             for start in due:
                 closed.append(ClosedWindow(key, start, start + width, windows.pop(start)))
+                group = starts[start]
+                del group[key]
+                if not group:
+                    del starts[start]
+                dirty.add(start)
 
     def _due_at(self, ks: _KeyState) -> int:
         """Idle-clock ms at which the key's earliest open window closes if nothing arrives."""
@@ -291,28 +310,51 @@ class KeyedWindows:
             ks.due = None
         return closed
 
-    # Recovery: plain tuples, built fresh on every call, so the snapshot is never mutated later.
-    def snapshot(self) -> Dict[str, tuple]:
-        return {
-            key: (ks.max_ts, ks.watermark, {start: _copy_state(s) for start, s in ks.windows.items()})
-            for key, ks in self.keys.items()
-        }
+    # Recovery. Pickling every open window each epoch made snapshots cost O(state) per epoch,
+    # most of the run time of a long backfill (bounded page windows stay open to the end).
+    # So window states are pickled per window start and a group is pickled again only when
+    # one of its windows changed; the snapshot is immutable bytes, never mutated later.
+    def snapshot(self) -> tuple:
+        blobs, starts = self._blobs, self._starts
+        for start in self._dirty:
+            group = starts.get(start)
+            if group:
+                blobs[start] = pickle.dumps(group, pickle.HIGHEST_PROTOCOL)
+            else:
+                blobs.pop(start, None)
+        self._dirty.clear()
+        marks = {key: (ks.max_ts, ks.watermark) for key, ks in self.keys.items()}
+        return (SNAPSHOT_FORMAT, pickle.dumps(marks, pickle.HIGHEST_PROTOCOL), dict(blobs))
 
-    def restore(self, snapshot: Dict[str, tuple], now: int) -> None:
+    def restore(self, snapshot: tuple, now: int) -> None:
         """Load a snapshot; idle time restarts from `now` (downtime never counts as idle)."""
         self.keys.clear()
         self._idle_heap.clear()
-        for key, (max_ts, watermark, windows) in snapshot.items():
+        self._starts.clear()
+        self._dirty.clear()
+        self._blobs.clear()
+        if not (isinstance(snapshot, tuple) and len(snapshot) == 3
+                and snapshot[0] == SNAPSHOT_FORMAT):
+            raise ValueError(f"the recovery store holds window state of another format than "
+                             f"{SNAPSHOT_FORMAT} (made by another version of clickstream)")
+        _, marks, blobs = snapshot
+        for key, (max_ts, watermark) in pickle.loads(marks).items():
             ks = self.keys[key] = _KeyState(now)
             ks.max_ts = max_ts
             ks.watermark = watermark
-            ks.windows = {start: _copy_state(s) for start, s in windows.items()}
-            if self.idle_closing and ks.windows:
-                self._schedule(key, ks)
+        for start, blob in blobs.items():
+            group = self._starts[start] = pickle.loads(blob)
+            self._blobs[start] = blob
+            for key, state in group.items():
+                self.keys[key].windows[start] = state
+        if self.idle_closing:
+            for key, ks in self.keys.items():
+                if ks.windows:
+                    self._schedule(key, ks)
 
-
-def _copy_state(state: list) -> list:
-    return [set(v) if isinstance(v, set) else v for v in state]
+    def contents(self) -> Dict[str, tuple]:
+        """{key: (max_ts, watermark, {start: state})}: a plain view for tests and tools."""
+        return {key: (ks.max_ts, ks.watermark, dict(ks.windows)) for key, ks in self.keys.items()}
 
 
 class IdleClock:
