@@ -11,7 +11,6 @@ end in `stop()`: one line on stderr and a non-zero exit, and the restart redoes 
 import logging
 import os
 import socket
-import struct
 import sys
 import threading
 import time
@@ -138,8 +137,9 @@ def create_topics(settings: Settings, partitions: int, topics: Optional[Iterable
 
 class _ClickPartition(StatefulSourcePartition):
     def __init__(self, settings: Settings, partition: int, resume_offset: Optional[int],
-                 clock: IdleClock, batch_size: int):
+                 clock: IdleClock, batch_size: int, dlq_partition: int = 0):
         self._topic = settings.input_topic
+        self._dlq_partition = dlq_partition
         self._partition = partition
         self._clock = clock
         self._batch_size = batch_size
@@ -191,9 +191,8 @@ class _ClickPartition(StatefulSourcePartition):
             try:
                 event = parse_event(value, partition, offset)
             except MalformedEvent as exc:
-                dead.append((DLQ_KEY, (None, dead_letter(MALFORMED, str(exc), topic, partition,
-                                                         offset, value), f"{partition}:{offset}",
-                                       None)))
+                dead.append((None, dead_letter(MALFORMED, str(exc), topic, partition, offset, value),
+                             f"{partition}:{offset}", None))
                 continue
             if event.ts > newest:
                 newest = event.ts
@@ -219,7 +218,8 @@ class _ClickPartition(StatefulSourcePartition):
             self._done = True
         self._report_lag()
         items: list = list(shards.items())
-        items.extend(dead)
+        if dead:
+            items.append((DLQ_KEY, (self._dlq_partition, dead)))
         return items
 
     def _report_lag(self) -> None:
@@ -267,10 +267,13 @@ class _ClickPartition(StatefulSourcePartition):
 
 
 class ClickSource(FixedPartitionedSource):
-    """Input partitions of the click topic; emits (user_shard, [Event]) and (DLQ_KEY, record)."""
+    """Input partitions of the click topic; emits (user_shard, [Event]) and, for malformed
+    messages, (DLQ_KEY, (dead-letter partition, [record])) per batch."""
 
-    def __init__(self, settings: Settings, clock: IdleClock = IDLE_CLOCK, batch_size: int = BATCH_SIZE):
+    def __init__(self, settings: Settings, dlq_partitions: int = 1, clock: IdleClock = IDLE_CLOCK,
+                 batch_size: int = BATCH_SIZE):
         self._settings = settings
+        self._dlq_partitions = dlq_partitions
         self._clock = clock
         self._batch_size = batch_size
 
@@ -280,7 +283,8 @@ class ClickSource(FixedPartitionedSource):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _ClickPartition:
         partition = int(for_part.rpartition("-")[2])
-        return _ClickPartition(self._settings, partition, resume_state, self._clock, self._batch_size)
+        return _ClickPartition(self._settings, partition, resume_state, self._clock,
+                               self._batch_size, partition % self._dlq_partitions)
 
 
 RESTART_STATUS = 75  # the exit status clickstream.cluster restarts on (EX_TEMPFAIL)
@@ -362,31 +366,6 @@ class ClusterProgress(threading.Thread):
                 caught_up = False
             self._clock.report(self._KEY, caught_up)
             time.sleep(self._interval)
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's default partitioner hash), as a signed 32-bit int."""
-    m = 0x5BD1E995
-    length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    blocks = length // 4
-    for (k,) in struct.iter_unpack("<I", data[: blocks * 4]):
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[blocks * 4:]
-    if len(tail) == 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
 
 
 def fail(message: str) -> None:

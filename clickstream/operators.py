@@ -5,10 +5,13 @@ recovery state keeps its layout whatever the number of workers or processes, whi
 holds many users and is handed whole batches, which keeps the Python cost per event low. The
 window rules themselves live in `clickstream/windows.py`.
 
-Both stages emit `(tag, payload)` values, records being (key, json, identity, closed_at) for
-the sink (closed_at: when a window closed, None for dead letters):
-- user stage: ("user", record), ("page_in", (page_shard, [Event])), ("dlq", record)
-- page stage: ("page", record), ("dlq", record)
+Both stages emit `(tag, payload)` values, one per output partition per batch, records being
+(key, json, identity, closed_at) for the sink (closed_at: when a window closed, None for dead
+letters), grouped by the Kafka partition they go to (see `clickstream.partitioner`):
+- user stage: ("user", (partition, [record])), ("page_in", (page_shard, [Event])),
+  ("dlq", (partition, [record]))
+- page stage: ("page", (partition, [record])), ("dlq", (partition, [record]))
+A dead letter goes to the dead-letter partition `input partition % dead-letter partitions`.
 """
 
 import time
@@ -21,6 +24,7 @@ from bytewax.operators import StatefulBatchLogic
 from clickstream import codec
 from clickstream.deadletters import LATE, dead_letter
 from clickstream.metrics import METRICS
+from clickstream.partitioner import Partitioner
 from clickstream.windows import (
     IDLE_CLOCK,
     Aggregation,
@@ -53,12 +57,15 @@ class _WindowShard(StatefulBatchLogic):
     output: str
 
     def __init__(self, width_ms: int, lateness_ms: int, bounded: bool, input_topic: str,
-                 resume_state, clock: IdleClock = IDLE_CLOCK):
+                 output_partitions: int, dlq_partitions: int, resume_state,
+                 clock: IdleClock = IDLE_CLOCK):
         # A bounded run (backfill) closes only on event time and at its end, so its result
         # never depends on how fast it ran.
         self.windows = self._windows(width_ms, lateness_ms, bounded)
         self.clock = clock
         self.input_topic = input_topic
+        self.partition_of = Partitioner(output_partitions)
+        self.dlq_partitions = dlq_partitions
         if resume_state is not None:
             try:
                 self.windows.restore(resume_state, clock.now_ms())
@@ -70,20 +77,39 @@ class _WindowShard(StatefulBatchLogic):
         if not closed:
             return
         result = self.windows.aggregation.result
+        dumps = codec.dumps
+        partition_of = self.partition_of
         now = time.time()  # the moment the windows may close: for the emit-delay histogram
-        for c in closed:
-            out.append((self.output, (c.key, codec.dumps(result(c.key, c.start, c.end, c.state)),
-                                      str(c.start), now)))
+        by_partition: dict = {}
+        for key, start, end, state in closed:
+            record = (key, dumps(result(key, start, end, state)), str(start), now)
+            partition = partition_of(key)
+            records = by_partition.get(partition)
+            if records is None:
+                by_partition[partition] = [record]
+            else:
+                records.append(record)
+        for partition, records in by_partition.items():
+            out.append((self.output, (partition, records)))
         METRICS.windows_emitted.labels(self.output).inc(len(closed))
 
-    def _late(self, event, closed_through: int, out: list) -> None:
-        start = event.ts - event.ts % self.windows.width
-        error = (f"late: {self.output} window {format_ts(start)} of "
-                 f"{self._key_of(event)!r} was already emitted "
-                 f"(watermark {format_ts(closed_through)})")
-        record = dead_letter(LATE, error, self.input_topic, event.partition, event.offset, event.raw)
-        out.append((DLQ, (None, record, f"{event.partition}:{event.offset}", None)))
-        METRICS.events_late.inc()
+    def _late(self, late: list, out: list) -> None:
+        """Dead-letter records for `late` [(event, its key's watermark then)], per DLQ partition."""
+        if not late:
+            return
+        by_partition: dict = {}
+        width = self.windows.width
+        for event, watermark in late:
+            error = (f"late: {self.output} window {format_ts(event.ts - event.ts % width)} of "
+                     f"{self._key_of(event)!r} was already emitted "
+                     f"(watermark {format_ts(watermark)})")
+            record = (None, dead_letter(LATE, error, self.input_topic, event.partition,
+                                        event.offset, event.raw),
+                      f"{event.partition}:{event.offset}", None)
+            by_partition.setdefault(event.partition % self.dlq_partitions, []).append(record)
+        for partition, records in by_partition.items():
+            out.append((DLQ, (partition, records)))
+        METRICS.events_late.inc(len(late))
 
     def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:
         return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded)
@@ -126,10 +152,12 @@ class UserShard(_WindowShard):
         now = self.clock.now_ms()
         closed: List[ClosedWindow] = []
         out: list = []
+        late: list = []
         to_pages: dict = {}
+        add = windows.add
         for chunk in chunks:
             for event in chunk:
-                if windows.add(event.user_id, event, now, closed):
+                if add(event.user_id, event, now, closed):
                     shard = PAGE_SHARD_KEYS[shard_of(event.url)]
                     bucket = to_pages.get(shard)
                     if bucket is None:
@@ -137,7 +165,8 @@ class UserShard(_WindowShard):
                     else:
                         bucket.append(event)
                 else:
-                    self._late(event, windows.keys[event.user_id].watermark, out)
+                    late.append((event, windows.keys[event.user_id].watermark))
+        self._late(late, out)
         self._emit(closed, out)
         for shard, events in to_pages.items():
             out.append((PAGE_IN, (shard, events)))
@@ -172,10 +201,13 @@ class PageShard(_WindowShard):
         now = self.clock.now_ms()
         closed: List[ClosedWindow] = []
         out: list = []
+        late: list = []
+        add = windows.add
         for chunk in chunks:
             for event in chunk:
-                if not windows.add(event.url, event, now, closed):
-                    self._late(event, windows.keys[event.url].watermark, out)
+                if not add(event.url, event, now, closed):
+                    late.append((event, windows.keys[event.url].watermark))
+        self._late(late, out)
         windows.apply_settled(now, closed)
         self._emit(closed, out)
         return out, StatefulBatchLogic.RETAIN

@@ -24,12 +24,13 @@ With `CLICKSTREAM_DELIVERY=at-least-once` the producer is plain idempotent, flus
 import logging
 import time
 from collections import deque
-from typing import Deque, Dict, List, Optional, Set, Tuple
+from itertools import chain
+from typing import Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from clickstream.kafka import METADATA_TIMEOUT_S, client_config, murmur2, stop
+from clickstream.kafka import METADATA_TIMEOUT_S, client_config, stop
 from clickstream.metrics import METRICS
 from clickstream.settings import Settings
 
@@ -52,8 +53,8 @@ def identity(key: Optional[str], ident: str) -> str:
 class RecordSink(FixedPartitionedSink):
     """Writes (key, value, identity) records to a topic, one sink partition per Kafka partition.
 
-    Items are (routing_key, record); the routing key picks the Kafka partition with Kafka's own
-    default partitioner (murmur2), so a keyed record lands where a Java producer would put it.
+    Items are ("partition", [record]): the window stages already picked each record's Kafka
+    partition with Kafka's own default partitioner (see `clickstream.partitioner`).
     `origin` maps partitions to the offsets at which this service's history starts (written
     when the recovery store was created): a crash before the first snapshot still de-duplicates.
     """
@@ -70,7 +71,7 @@ class RecordSink(FixedPartitionedSink):
         return [f"{i:05d}" for i in range(self._partitions)]
 
     def part_fn(self, item_key: str) -> int:
-        return murmur2(item_key.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+        return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]):
         partition = int(for_part)
@@ -111,7 +112,7 @@ class _Partition(StatefulSinkPartition):
             self._errors.inc()
             self._failures.append(err.str())
 
-    def _produce(self, records: List[Record]) -> None:
+    def _produce(self, records: Iterable[Record]) -> None:
         produce = self._producer.produce
         topic, partition, on_delivery = self._topic, self._partition, self._on_delivery
         closed_at = self._closed_at
@@ -185,8 +186,8 @@ class _FlushingPartition(_Partition):
     def __init__(self, settings, topic, partition, resume_offset, output):
         super().__init__(settings, topic, partition, resume_offset, output, PRODUCER_CONFIG)
 
-    def write_batch(self, values: List[Record]) -> None:
-        self._produce(values)
+    def write_batch(self, values: List[List[Record]]) -> None:
+        self._produce(chain.from_iterable(values))
 
     def snapshot(self) -> Optional[int]:
         self._flush()
@@ -263,17 +264,18 @@ class _TransactionalPartition(_Partition):
         finally:
             consumer.close()
 
-    def write_batch(self, values: List[Record]) -> None:
+    def write_batch(self, values: List[List[Record]]) -> None:
+        records = list(chain.from_iterable(values))
         if self._already_written:
-            count = len(values)
-            values = [v for v in values if identity(v[0], v[2]) not in self._already_written]
-            self._suppressed.inc(count - len(values))
-        if not values:
+            count = len(records)
+            records = [r for r in records if identity(r[0], r[2]) not in self._already_written]
+            self._suppressed.inc(count - len(records))
+        if not records:
             return
         if not self._in_transaction:
             self._call("begin_transaction", None)
             self._in_transaction = True
-        self._produce(values)
+        self._produce(records)
 
     def snapshot(self) -> Optional[int]:
         if self._in_transaction:

@@ -35,23 +35,24 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
     `origin` (with recovery) where each output partition's history starts."""
     METRICS.watermark.lateness_s = settings.lateness_ms / 1000
     flow = Dataflow("clickstream")
-    source = op.input("clicks", flow, ClickSource(settings))
+    source = op.input("clicks", flow, ClickSource(settings, partitions[settings.dlq_topic]))
     parsed = op.branch("parsed", source, lambda item: item[0] != DLQ_KEY)
 
     window_args = (settings.window_ms, settings.lateness_ms, settings.bounded, settings.input_topic)
-    users = op.stateful_batch("user_windows", parsed.trues,
-                              lambda resume: UserShard(*window_args, resume))
+    dlq_partitions = partitions[settings.dlq_topic]
+    users = op.stateful_batch("user_windows", parsed.trues, lambda resume: UserShard(
+        *window_args, partitions[settings.user_topic], dlq_partitions, resume))
     page_in = op.filter_map("to_pages", users, partial(_payload, PAGE_IN))
-    pages = op.stateful_batch("page_windows", page_in,
-                              lambda resume: PageShard(*window_args, resume))
+    pages = op.stateful_batch("page_windows", page_in, lambda resume: PageShard(
+        *window_args, partitions[settings.page_topic], dlq_partitions, resume))
 
-    user_records = op.filter_map("user_records", users, partial(_keyed_record, USER))
-    page_records = op.filter_map("page_records", pages, partial(_keyed_record, PAGE))
+    user_records = op.filter_map("user_records", users, partial(_records, USER))
+    page_records = op.filter_map("page_records", pages, partial(_records, PAGE))
     dead = op.merge(
         "dead_letters",
-        parsed.falses,
-        op.filter_map("late_users", users, partial(_dead_letter, DLQ)),
-        op.filter_map("late_pages", pages, partial(_dead_letter, DLQ)),
+        op.map("malformed", parsed.falses, _partition_records),
+        op.filter_map("late_users", users, partial(_records, DLQ)),
+        op.filter_map("late_pages", pages, partial(_records, DLQ)),
     )
 
     def sink(topic: str, output: str = "") -> RecordSink:
@@ -68,15 +69,15 @@ def _payload(tag: str, keyed):
     return payload if kind == tag else None
 
 
-def _keyed_record(tag: str, keyed):
-    """(shard, (tag, (key, json, identity, closed_at))) -> (key, record): the key routes the sink."""
-    kind, record = keyed[1]
-    return (record[0], record) if kind == tag else None
+def _records(tag: str, keyed):
+    """(shard, (tag, (partition, [record]))) -> ("partition", [record]): routes the sink."""
+    kind, payload = keyed[1]
+    return _partition_records((None, payload)) if kind == tag else None
 
 
-def _dead_letter(tag: str, keyed):
-    kind, record = keyed[1]
-    return (DLQ_KEY, record) if kind == tag else None
+def _partition_records(keyed):
+    partition, records = keyed[1]
+    return str(partition), records
 
 
 def _flow_from_environment() -> Dataflow:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from clickstream.kafka import murmur2
+from clickstream.partitioner import Partitioner, murmur2
 from clickstream.sink import RecordSink
 from clickstream.settings import Settings
 
@@ -21,7 +21,24 @@ def test_murmur2_matches_the_java_client(data, expected):
     assert murmur2(data) == expected
 
 
-def test_sink_routes_keys_like_the_java_default_partitioner():
+def test_keys_are_routed_like_the_java_default_partitioner():
+    partition_of = Partitioner(50)
+    assert partition_of("foobar") == (-790332482 & 0x7FFFFFFF) % 50 == 16
+    assert partition_of("foobar") == 16  # remembered
+    assert Partitioner(1)("foobar") == 0
+    assert partition_of(None) == 0
+
+
+def test_partitioner_forgets_everything_beyond_its_bound(monkeypatch):
+    monkeypatch.setattr(Partitioner, "MAX_REMEMBERED", 2)
+    partition_of = Partitioner(50)
+    for key in ("a", "b", "c", "foobar"):
+        partition_of(key)
+    assert len(partition_of._known) == 2
+    assert partition_of("foobar") == 16
+
+
+def test_sink_partition_is_the_one_the_window_stage_picked():
     sink = RecordSink(Settings(), "t", 50)
     assert sink.list_parts() == [f"{i:05d}" for i in range(50)]
-    assert sink.part_fn("foobar") % 50 == (-790332482 & 0x7FFFFFFF) % 50 == 16
+    assert sink.part_fn("16") == 16
