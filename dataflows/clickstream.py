@@ -24,7 +24,8 @@ from bytewax.dataflow import Dataflow
 from clickstream.kafka import (ClickSource, ClusterProgress, PartitionWatcher, fail, stop,
                                topic_partitions)
 from clickstream.metrics import METRICS
-from clickstream.operators import DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard
+from clickstream.operators import (DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard,
+                                   tune_gc)
 from clickstream.recovery import Origin, cluster_position, prepare_store, recovery_directory
 from clickstream.settings import Settings, SettingsError
 from clickstream.sink import RecordSink
@@ -97,7 +98,9 @@ def _flow_from_environment() -> Dataflow:
         PartitionWatcher(settings, partitions[settings.input_topic]).start()
     if cluster_position()[1] > 1 and not settings.bounded:
         ClusterProgress(settings, partitions[settings.input_topic]).start()
-    return build_flow(settings, partitions, origin)
+    flow = build_flow(settings, partitions, origin)
+    tune_gc()
+    return flow
 
 
 _flow: Optional[Dataflow] = None
