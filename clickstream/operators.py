@@ -56,7 +56,10 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
+# Python's defaults are (700, 10, 10). A batch of 5,000 events keeps tens of thousands of
+# objects alive for a moment; a first threshold above that makes young collections rare
+# (1M-event backfill: 92 collections and 2.6 s at 50,000, 7 and 0.6 s at 100,000).
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def shard_of(text: str) -> int:
@@ -168,23 +171,37 @@ class UserShard(_WindowShard):
         out: list = []
         late: list = []
         to_pages: dict = {}
-        add = windows.add
+        page_shard = _PAGE_SHARDS.get
         for chunk in chunks:
+            windows.add_many([event.user_id for event in chunk], chunk, now, closed, late)
+            if late:
+                late_ones = {id(event) for event, _ in late}
+                chunk = [event for event in chunk if id(event) not in late_ones]
             for event in chunk:
-                if add(event.user_id, event, now, closed):
-                    shard = PAGE_SHARD_KEYS[shard_of(event.url)]
-                    bucket = to_pages.get(shard)
-                    if bucket is None:
-                        to_pages[shard] = [event]
-                    else:
-                        bucket.append(event)
+                url = event.url
+                shard = page_shard(url)
+                if shard is None:
+                    shard = _page_shard(url)
+                bucket = to_pages.get(shard)
+                if bucket is None:
+                    to_pages[shard] = [event]
                 else:
-                    late.append((event, windows.keys[event.user_id].watermark))
+                    bucket.append(event)
         self._late(late, out)
         self._emit(closed, out)
         for shard, events in to_pages.items():
             out.append((PAGE_IN, (shard, events)))
         return out, StatefulBatchLogic.RETAIN
+
+
+_PAGE_SHARDS: dict = {}  # url -> page shard key, remembered (crc32 per event showed up)
+
+
+def _page_shard(url: str) -> str:
+    if len(_PAGE_SHARDS) >= 1 << 20:
+        _PAGE_SHARDS.clear()
+    shard = _PAGE_SHARDS[url] = PAGE_SHARD_KEYS[shard_of(url)]
+    return shard
 
 
 class PageShard(_WindowShard):
@@ -216,11 +233,8 @@ class PageShard(_WindowShard):
         closed: List[ClosedWindow] = []
         out: list = []
         late: list = []
-        add = windows.add
         for chunk in chunks:
-            for event in chunk:
-                if not add(event.url, event, now, closed):
-                    late.append((event, windows.keys[event.url].watermark))
+            windows.add_many([event.url for event in chunk], chunk, now, closed, late)
         self._late(late, out)
         windows.apply_settled(now, closed)
         self._emit(closed, out)

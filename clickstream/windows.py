@@ -202,38 +202,52 @@ class KeyedWindows:
         Returns False when the event is late (its window already closed), True otherwise.
         `now` is the idle clock in ms.
         """
-        ks = self.keys.get(key)
-        if ks is None:
-            ks = self.keys[key] = _KeyState(now)
-        ts = event.ts
-        start = ts - ts % self.width
-        if start + self.width <= ks.watermark:
-            return False
-        windows = ks.windows
-        state = windows.get(start)
-        if state is None:
-            state = windows[start] = self.aggregation.initialize()
-            group = self._starts.get(start)
-            if group is None:
-                self._starts[start] = {key: state}
-            else:
-                group[key] = state
-        self._dirty.add(start)
-        self.aggregation.agg(state, event)
-        ks.idle_since = now
-        if ts > ks.max_ts:
-            ks.max_ts = ts
-            if self.watermark_closing and ts - self.lateness > ks.watermark:
-                if self.settle:
-                    self._pending.append((now, key, ts - self.lateness))
+        late: list = []
+        self.add_many((key,), (event,), now, closed, late)
+        return not late
+
+    def add_many(self, keys, events, now: int, closed: List[ClosedWindow], late: list) -> None:
+        """`add` for a batch: keys[i] is the key of events[i]. Late events are appended to
+        `late` as (event, the key's watermark then). One loop with everything it touches in
+        local variables: this is the per-event cost of the whole service."""
+        states = self.keys
+        width, lateness, settle = self.width, self.lateness, self.settle
+        initialize, agg = self.aggregation.initialize, self.aggregation.agg
+        starts, mark_dirty = self._starts, self._dirty.add
+        watermark_closing, idle_closing = self.watermark_closing, self.idle_closing
+        for key, event in zip(keys, events):
+            ks = states.get(key)
+            if ks is None:
+                ks = states[key] = _KeyState(now)
+            ts = event.ts
+            start = ts - ts % width
+            if start + width <= ks.watermark:
+                late.append((event, ks.watermark))
+                continue
+            windows = ks.windows
+            state = windows.get(start)
+            if state is None:
+                state = windows[start] = initialize()
+                group = starts.get(start)
+                if group is None:
+                    starts[start] = {key: state}
                 else:
-                    self._advance(key, ks, ts - self.lateness, closed)
-        if self.idle_closing and windows:
-            # A newer watermark or an older window can make the key due sooner than its entry.
-            due = self._due_at(ks)
-            if ks.due is None or due < ks.due:
-                self._schedule(key, ks, due)
-        return True
+                    group[key] = state
+            mark_dirty(start)
+            agg(state, event)
+            ks.idle_since = now
+            if ts > ks.max_ts:
+                ks.max_ts = ts
+                if watermark_closing and ts - lateness > ks.watermark:
+                    if settle:
+                        self._pending.append((now, key, ts - lateness))
+                    else:
+                        self._advance(key, ks, ts - lateness, closed)
+            if idle_closing and windows:
+                # A newer watermark or an older window can make the key due sooner than its entry.
+                due = self._due_at(ks)
+                if ks.due is None or due < ks.due:
+                    self._schedule(key, ks, due)
 
     def apply_settled(self, now: int, closed: List[ClosedWindow]) -> None:
         """Apply the watermark moves that have waited `settle_ms` on the idle clock."""
