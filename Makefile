@@ -8,7 +8,7 @@ PARTITIONS ?= 2
 PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-up kafka-down topics demo run cluster test test-unit test-integration soak clean
+.PHONY: help install kafka-up kafka-down topics demo run cluster test test-unit test-integration soak bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ test-integration: $(VENV)/.installed ## tests on the real broker only
 
 soak: $(VENV)/.installed ## long chaos run: 30 SIGKILLs over 1M events, exactly once (~10 min)
 	CLICKSTREAM_SOAK=1 $(PY) -m pytest -q -s -m soak
+
+bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL (BENCH_EVENTS, BENCH_REPEATS)
+	scripts/kafka.sh up
+	$(PY) -m bench.run
 
 clean: ## remove .venv and .local (broker data, recovery stores)
 	-scripts/kafka.sh down

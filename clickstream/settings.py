@@ -19,6 +19,7 @@ DEFAULTS = {
     "CLICKSTREAM_BOUNDED": "",
     "CLICKSTREAM_DELIVERY": "exactly-once",
     "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
+    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1",
     "CLICKSTREAM_FRESH_START": "",
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
     "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
@@ -44,6 +45,7 @@ class Settings:
     bounded: bool = False
     exactly_once: bool = True
     transaction_timeout_ms: int = 120000
+    commit_interval_ms: int = 100  # exactly-once: also commit while records flow; 0: per epoch
     fresh_start: bool = False
     consumer_group: str = "clickstream"
     partition_check_ms: int = 10000  # 0: do not watch the input topic for new partitions
@@ -94,6 +96,10 @@ class Settings:
         if not 1000 <= timeout_ms <= 900_000:
             raise SettingsError("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS must be between 1 and 900 "
                                 "(the broker's transaction.max.timeout.ms)")
+        commit_interval_ms = _seconds_to_ms("CLICKSTREAM_COMMIT_INTERVAL_SECONDS",
+                                            get("CLICKSTREAM_COMMIT_INTERVAL_SECONDS"))
+        if commit_interval_ms < 0:
+            raise SettingsError("CLICKSTREAM_COMMIT_INTERVAL_SECONDS must not be negative")
         partition_check_ms = _seconds_to_ms("CLICKSTREAM_PARTITION_CHECK_SECONDS",
                                             get("CLICKSTREAM_PARTITION_CHECK_SECONDS"))
         if partition_check_ms < 0:
@@ -116,6 +122,7 @@ class Settings:
             bounded=_flag(env, "CLICKSTREAM_BOUNDED"),
             exactly_once=delivery == "exactly-once",
             transaction_timeout_ms=timeout_ms,
+            commit_interval_ms=commit_interval_ms,
             fresh_start=_flag(env, "CLICKSTREAM_FRESH_START"),
             consumer_group=get("CLICKSTREAM_CONSUMER_GROUP") or DEFAULTS["CLICKSTREAM_CONSUMER_GROUP"],
             partition_check_ms=partition_check_ms,

@@ -6,8 +6,11 @@ copied as it is. What we do instead, per output partition (one sink partition ea
 1. A transactional producer with a stable `transactional.id` (`clickstream-<topic>-<partition>`).
    `init_transactions()` at start fences a predecessor that may still be alive (a zombie) and
    aborts its open transaction, so nothing of an unfinished epoch ever becomes visible.
-2. Records of an epoch go into one transaction, committed in `snapshot()`, i.e. when Bytewax
-   closes the epoch; the snapshot state is the partition offset just after that commit.
+2. Records of an epoch go into transactions: one is committed in `snapshot()`, i.e. when
+   Bytewax closes the epoch, and, while records flow, one whenever the open one is older than
+   CLICKSTREAM_COMMIT_INTERVAL_SECONDS (0.1 by default, like Kafka Streams' commit interval
+   under exactly-once), so a record is readable soon after its window closes, not only at the
+   end of the epoch. The snapshot state is an offset of the partition (see `_next_offset`).
 3. Bytewax persists its snapshots only after that, so a crash in between resumes from the
    previous snapshot and re-emits an epoch Kafka already holds. On resume each sink partition
    therefore reads its partition back from the snapshotted offset (read_committed) and collects
@@ -215,6 +218,8 @@ class _TransactionalPartition(_Partition):
             log.warning("%s[%d]: %d record(s) committed after the last snapshot will not be "
                         "written again", topic, partition, len(self._already_written))
         self._in_transaction = False
+        self._began = 0.0  # monotonic time the open transaction began
+        self._commit_interval_s = settings.commit_interval_ms / 1000
         self._suppressed = METRICS.duplicates_suppressed.labels(topic)
 
     def _call(self, method: str, timeout: Optional[float]) -> None:
@@ -275,7 +280,13 @@ class _TransactionalPartition(_Partition):
         if not self._in_transaction:
             self._call("begin_transaction", None)
             self._in_transaction = True
+            self._began = time.monotonic()
         self._produce(records)
+        if self._commit_interval_s and time.monotonic() - self._began >= self._commit_interval_s:
+            # Readable sooner than at the end of the epoch (Kafka Streams' commit.interval.ms).
+            # Safe for the same reason as records of the next epoch in a snapshot's
+            # transaction: a resume from the last snapshot reads them back and suppresses them.
+            self._commit()
 
     def snapshot(self) -> Optional[int]:
         if self._in_transaction:

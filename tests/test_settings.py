@@ -24,6 +24,9 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_BOUNDED": "0"}, "bounded", False),
     ({"CLICKSTREAM_BOUNDED": ""}, "bounded", False),
     ({"CLICKSTREAM_INPUT_TOPIC": "my.topic_1-x"}, "input_topic", "my.topic_1-x"),
+    ({}, "commit_interval_ms", 100),
+    ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"}, "commit_interval_ms", 0),
+    ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.25"}, "commit_interval_ms", 250),
 ])
 def test_values_are_read(env, field, value):
     assert getattr(Settings.from_env(env), field) == value
@@ -38,6 +41,8 @@ def test_values_are_read(env, field, value):
     ("CLICKSTREAM_WINDOW_SECONDS", "0.0001"),
     ("CLICKSTREAM_WINDOW_SECONDS", ""),
     ("CLICKSTREAM_ALLOWED_LATENESS_SECONDS", "-0.5"),
+    ("CLICKSTREAM_COMMIT_INTERVAL_SECONDS", "-1"),
+    ("CLICKSTREAM_COMMIT_INTERVAL_SECONDS", "soon"),
     ("CLICKSTREAM_ALLOWED_LATENESS_SECONDS", "ten"),
     ("CLICKSTREAM_BROKERS", ""),
     ("CLICKSTREAM_BROKERS", "localhost"),

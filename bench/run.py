@@ -1,0 +1,236 @@
+"""`make bench`: our dataflow against the limit and its peers, on one topic, on this machine.
+
+    python -m bench.run [--events N] [--repeats R] [--only NAME ...] [--skip-latency] [--skip-memory]
+
+1. Loads one input topic (BENCH_EVENTS, default 1,000,000 events from our generator, 20k users,
+   4 partitions) and computes the expected window counts for a sample of keys from the same
+   seeded stream.
+2. Runs every system in turn on that topic, bounded, alternating, R times (default 3):
+   the limit, the naive Bytewax job, ours at 1 and 2 processes (exactly-once, recovery on,
+   -s 1) and at 1 process at-least-once, Quix Streams, Flink SQL. A peer whose setup fails is
+   reported with the reason, never estimated.
+3. Checks each system's first run: sampled window counts equal the expected ones.
+4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
+5. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench import latency, memory, outputs
+from bench.systems import (LATENESS_MS, ROOT, WINDOW_MS, all_systems, create_topics, prepare,
+                           run_once)
+from clickstream.generator import GeneratorConfig
+
+START_MS = 1767225600000  # 2026-01-01T00:00:00Z
+USERS = 20000
+RESULTS = ROOT / "bench" / "results"
+
+
+def load_input(brokers: str, events: int) -> tuple:
+    topic = f"bench-in-{uuid.uuid4().hex[:8]}"
+    create_topics(brokers, {topic: 4})
+    config = GeneratorConfig(count=events, users=USERS, seed=7, out_of_order_fraction=0.05,
+                             start_ms=START_MS)
+    import subprocess
+    subprocess.run([sys.executable, "-m", "clickstream.generate", "--count", str(events),
+                    "--users", str(USERS), "--seed", "7", "--out-of-order-fraction", "0.05",
+                    "--start-ms", str(START_MS), "--topic", topic, "--brokers", brokers],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return topic, config
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 1_000_000)))
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 3)))
+    parser.add_argument("--snapshot", type=int, default=1, help="ours: -s, whole seconds")
+    parser.add_argument("--only", nargs="*", help="names (substrings) of the systems to run")
+    parser.add_argument("--timeout", type=float, default=1800, help="per run, seconds")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--brokers", default=os.environ.get("CLICKSTREAM_BROKERS", "127.0.0.1:9092"))
+    args = parser.parse_args(argv)
+
+    systems = all_systems(args.snapshot)
+    if args.only:
+        systems = [s for s in systems if any(o in s.name for o in args.only)]
+    for system in systems:
+        prepare(system)
+        if system.unavailable:
+            print(f"  {system.name}: NOT RUN: {system.unavailable}", flush=True)
+
+    print(f"loading {args.events:,} events ...", flush=True)
+    topic, config = load_input(args.brokers, args.events)
+    want_users, want_pages, cutoff = outputs.expected(config, WINDOW_MS, LATENESS_MS)
+
+    runs = {s.name: [] for s in systems}
+    checks = {}
+    for repeat in range(args.repeats):
+        for system in systems:
+            if system.unavailable:
+                continue
+            try:
+                run = run_once(system, args.brokers, topic, args.events, args.timeout)
+            except Exception as exc:  # the harness's own trouble with one system: say so, go on
+                print(f"  run {repeat + 1}  {system.name:34} FAILED: {exc!r}", flush=True)
+                continue
+            runs[system.name].append(run)
+            rate = f"{run.steady_rate:9.0f} ev/s" if run.steady_rate else "    n/a"
+            print(f"  run {repeat + 1}  {system.name:34} {run.wall_s:7.1f} s  {rate}  "
+                  f"exit {run.status}", flush=True)
+            if run.status != 0:
+                print(f"      log: {run.log}", flush=True)
+            if system.name not in checks and run.status == 0:
+                checks[system.name] = check(system, run, args.brokers, want_users, want_pages,
+                                            cutoff)
+                print(f"      output check: {checks[system.name]}", flush=True)
+
+    summary = summarise(systems, runs, args.events)
+    ours_best = best_of_ours(summary)
+    live = None
+    if not args.skip_latency and ours_best:
+        one = summary.get("ours, 1 process") or summary[ours_best]
+        rate = int(one["steady_rate"] / 2)
+        print(f"latency: live at {rate:,} events/s (half of ours at 1 process) ...", flush=True)
+        live = latency.measure(args.brokers, rate, args.snapshot)
+    mem = None
+    if not args.skip_memory:
+        print("memory: 1,000,000 users in open windows ...", flush=True)
+        mem = memory.measure(args.brokers)
+
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "memory_gib": _memory_gib()},
+        "events": args.events, "repeats": args.repeats, "snapshot_s": args.snapshot,
+        "systems": summary, "checks": checks, "latency": live, "memory": mem,
+        "unavailable": {s.name: s.unavailable for s in systems if s.unavailable},
+        "runs": {name: [r.__dict__ for r in rs] for name, rs in runs.items()},
+    }
+    report["targets"] = targets(summary, ours_best, live, mem)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{report['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    table = render(report)
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print("\n" + table)
+    print(f"\nwritten: {path.relative_to(ROOT)} and bench/results/latest.md")
+    return 0
+
+
+def check(system, run, brokers, want_users, want_pages, cutoff) -> str:
+    parts = []
+    for kind in system.outputs:
+        want = want_users if kind == "user" else want_pages
+        got, total = outputs.read_windows(brokers, run.topics[kind], "user_id" if kind == "user"
+                                          else "url", cutoff)
+        parts.append(f"{kind} {outputs.compare(want, got)}, {total:,} records")
+    return "; ".join(parts) if parts else "no window output (consumes only)"
+
+
+def summarise(systems, runs, events) -> dict:
+    summary = {}
+    for system in systems:
+        done = [r for r in runs[system.name] if r.status == 0]
+        if not done:
+            continue
+        summary[system.name] = {
+            "runs": len(done),
+            "wall_s": median([r.wall_s for r in done]),
+            "wall_rate": events / median([r.wall_s for r in done]),
+            "steady_rate": median([r.steady_rate for r in done]),
+            "timing": done[0].timing,
+        }
+    return summary
+
+
+def best_of_ours(summary):
+    ours = {n: s for n, s in summary.items() if n.startswith("ours") and "at-least" not in n}
+    return max(ours, key=lambda n: ours[n]["steady_rate"] or 0) if ours else None
+
+
+def targets(summary, best, live, mem) -> list:
+    def rate(prefix):
+        hit = next((s for n, s in summary.items() if n.startswith(prefix)), None)
+        return hit["steady_rate"] if hit else None
+
+    ours_best = summary[best]["steady_rate"] if best else None
+    ours_1, ours_2 = rate("ours, 1 process"), rate("ours, 2 processes")
+    rows = []
+
+    def ratio(label, num, den, goal):
+        value = num / den if num and den else None
+        rows.append({"target": label, "goal": goal, "value": value,
+                     "met": value is not None and value >= goal})
+
+    ratio("ours / naive bytewax", ours_best, rate("naive"), 10)
+    ratio("ours / quix streams", ours_best, rate("quix"), 3)
+    ratio("ours / flink sql", ours_best, rate("flink"), 1)
+    ratio("ours 1 process / limit", ours_1, rate("limit"), 0.5)
+    ratio("ours 2 processes / 1 process", ours_2, ours_1, 1.6)
+    eos = summary.get("ours, 1 process")
+    alos = summary.get("ours, 1 process, at-least-once")
+    if eos and alos:
+        rows.append({"target": "exactly-once / at-least-once (cost, no goal)", "goal": None,
+                     "value": eos["steady_rate"] / alos["steady_rate"], "met": None})
+    if live:
+        rows.append({"target": "p99 emit latency, ms", "goal": 250, "value": live["p99_ms"],
+                     "met": live["p99_ms"] is not None and live["p99_ms"] <= 250})
+    if mem:
+        rows.append({"target": "peak RSS with 1M users, MiB", "goal": 1024,
+                     "value": mem["peak_rss_mib"], "met": mem["peak_rss_mib"] <= 1024})
+    return rows
+
+
+def render(report) -> str:
+    m = report["machine"]
+    lines = [f"`make bench` of {report['when']}: {report['events']:,} events, medians of "
+             f"{report['repeats']} alternating runs, {m['cores']} cores, {m['memory_gib']} GiB",
+             "", "| system | wall s | events/s (wall) | events/s (steady) | ours best / it | output check |",
+             "|---|---:|---:|---:|---:|---|"]
+    best = best_of_ours(report["systems"])
+    best_rate = report["systems"][best]["steady_rate"] if best else None
+    for name, s in report["systems"].items():
+        r = s["steady_rate"]
+        lines.append(f"| {name} | {s['wall_s']:.1f} | {s['wall_rate']:,.0f} | "
+                     f"{r:,.0f} | {best_rate / r:.2f} |  {report['checks'].get(name, '')} |"
+                     if r and best_rate else f"| {name} | {s['wall_s']:.1f} | | | | |")
+    for name, why in report["unavailable"].items():
+        lines.append(f"| {name} | not run: {why} | | | | |")
+    if report["latency"]:
+        lat = report["latency"]
+        lines += ["", f"Latency, live at {lat['rate']:,} events/s for {lat['seconds']} s: "
+                      f"window close to readable p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms "
+                      f"({lat['windows']:,} windows; {lat['method']})"]
+    if report["memory"]:
+        mem = report["memory"]
+        lines += ["", f"Memory: peak RSS {mem['peak_rss_mib']:,.0f} MiB with {mem['users']:,} "
+                      f"users in open windows ({mem['note']})"]
+    lines += ["", "| target | goal | measured | met |", "|---|---:|---:|---|"]
+    for t in report["targets"]:
+        value = f"{t['value']:.2f}" if isinstance(t["value"], float) else str(t["value"])
+        met = "" if t["met"] is None else ("yes" if t["met"] else "NO")
+        lines.append(f"| {t['target']} | {t['goal'] if t['goal'] is not None else ''} | {value} | {met} |")
+    return "\n".join(lines)
+
+
+def _memory_gib() -> float:
+    with open("/proc/meminfo") as f:
+        kib = int(f.readline().split()[1])
+    return round(kib / 2**20, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

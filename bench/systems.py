@@ -1,0 +1,204 @@
+"""How each benchmarked system is started, and one timed run of it.
+
+Every system reads the same pre-loaded input topic in bounded mode and writes to fresh output
+topics; Python jobs time their first and last consumed record in-process (`bench.timing`),
+the JVM job (Flink) commits its offsets every 100 ms and is timed from the group's committed
+offsets, polled here.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+LOGS = ROOT / ".local" / "bench" / "logs"
+WINDOW_MS, LATENESS_MS = 5000, 10000
+
+
+@dataclass
+class System:
+    name: str
+    command: List[str]
+    env: Dict[str, str] = field(default_factory=dict)
+    outputs: tuple = ("user", "page")  # which outputs it writes, for the check
+    setup: Optional[str] = None  # a peer's setup script
+    recovery: bool = False  # ours: a fresh recovery store per run (-r/-s/-b via the cluster)
+    unavailable: Optional[str] = None  # why it cannot run, once setup failed
+
+
+def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once") -> System:
+    name = f"ours, {processes} process{'es' if processes > 1 else ''}"
+    if delivery != "exactly-once":
+        name += f", {delivery}"
+    return System(name, [PY, "-m", "clickstream.cluster", "--processes", str(processes),
+                         "--snapshot", str(snapshot_s), "--flow", "bench.timed_ours:flow"],
+                  {"CLICKSTREAM_DELIVERY": delivery, "CLICKSTREAM_BOUNDED": "1"}, recovery=True)
+
+
+def peer(name: str, label: str, outputs=("user", "page")) -> System:
+    venv_python = str(ROOT / ".local" / "bench" / name / "venv" / "bin" / "python")
+    return System(label, [venv_python, f"bench/peers/{name}/job.py"], outputs=outputs,
+                  setup=f"bench/peers/{name}/setup.sh")
+
+
+def all_systems(snapshot_s: int) -> List[System]:
+    return [
+        System("limit (bare consumer + orjson)", [PY, "-m", "bench.limit"], outputs=()),
+        System("naive bytewax", [PY, "-m", "bytewax.run", "bench.naive_bytewax:flow"],
+               outputs=("user",)),
+        ours(1, snapshot_s),
+        ours(2, snapshot_s),
+        ours(1, snapshot_s, "at-least-once"),
+        peer("quix", "quix streams"),
+        peer("flink", "flink sql"),
+    ]
+
+
+def prepare(system: System) -> None:
+    """Run a peer's setup once; a failure makes the system unavailable, with the reason."""
+    if system.setup is None:
+        return
+    done = subprocess.run(["bash", system.setup], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout or "setup failed").strip().splitlines()
+        system.unavailable = lines[-1] if lines else "setup failed"
+
+
+def create_topics(brokers: str, names: Dict[str, int]) -> None:
+    """Topics that keep everything: Quix stamps its records with event time (2026-01-01 here),
+    which the default 7-day retention would delete in the middle of a run."""
+    admin = AdminClient({"bootstrap.servers": brokers})
+    new = [NewTopic(n, p, 1, config={"retention.ms": "-1"}) for n, p in names.items()]
+    for future in admin.create_topics(new).values():
+        future.result(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        known = admin.list_topics(timeout=10).topics
+        if all(n in known and not known[n].error for n in names):
+            return
+        time.sleep(0.2)
+
+
+def end_offsets(brokers: str, topic: str) -> Dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+    finally:
+        consumer.close()
+
+
+class OffsetPoller(threading.Thread):
+    """First time the group's committed offsets move, and first time they reach the end."""
+
+    def __init__(self, brokers: str, group: str, topic: str, ends: Dict[int, int]):
+        super().__init__(daemon=True)
+        self.first = self.last = None
+        self._halt = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+        self._tps = [TopicPartition(topic, p) for p in ends]
+        self._end = sum(ends.values())
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                done = sum(max(tp.offset, 0) for tp in self._consumer.committed(self._tps, 5))
+            except Exception:
+                done = 0
+            now = time.time()
+            if done > 0 and self.first is None:
+                self.first = now
+            if done >= self._end:
+                self.last = now
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+        self._consumer.close()
+
+
+@dataclass
+class Run:
+    system: str
+    wall_s: float
+    status: int
+    consumed: int = 0
+    steady_s: Optional[float] = None
+    timing: str = "in-process"
+    topics: Dict[str, str] = field(default_factory=dict)
+    log: str = ""
+
+    @property
+    def steady_rate(self) -> Optional[float]:
+        return self.consumed / self.steady_s if self.steady_s else None
+
+
+def run_once(system: System, brokers: str, input_topic: str, events: int,
+             timeout_s: float) -> Run:
+    tag = uuid.uuid4().hex[:8]
+    topics = {kind: f"bench-{kind}-{tag}" for kind in ("user", "page", "dlq")}
+    create_topics(brokers, {name: 2 for name in topics.values()})
+    LOGS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-", dir=ROOT / ".local" / "bench"))
+    timing_file = work / "timing"
+    group = f"bench-{tag}"
+    env = dict(os.environ, **system.env,
+               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=input_topic, BENCH_GROUP=group,
+               BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
+               BENCH_EVENTS=str(events), BENCH_WINDOW_MS=str(WINDOW_MS),
+               BENCH_LATENESS_MS=str(LATENESS_MS), BENCH_TIMING_FILE=str(timing_file),
+               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=input_topic,
+               CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
+               CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_CONSUMER_GROUP=group,
+               PYTHONPATH=str(ROOT))
+    command = list(system.command)
+    if system.recovery:
+        command += ["--recovery", str(work / "recovery")]
+    log_path = LOGS / f"{tag}.log"
+    poller = None
+    if system.setup and "flink" in system.setup:
+        poller = OffsetPoller(brokers, group, input_topic, end_offsets(brokers, input_topic))
+        poller.start()
+    began = time.time()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            status = process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = process.wait()
+    wall = time.time() - began
+    run = Run(system.name, wall, status, topics=topics, log=str(log_path))
+    if poller is not None:
+        time.sleep(0.3)
+        poller.stop()
+        run.timing = "committed offsets"
+        if poller.first and poller.last:
+            run.consumed, run.steady_s = events, poller.last - poller.first
+    else:
+        files = glob.glob(f"{timing_file}.*") + glob.glob(str(timing_file))  # per process, or one
+        parts = [json.loads(Path(p).read_text()) for p in files]
+        parts = [p for p in parts if p.get("first_consumed")]
+        if parts:
+            run.consumed = sum(p["consumed"] for p in parts)
+            run.steady_s = (max(p["last_consumed"] for p in parts)
+                            - min(p["first_consumed"] for p in parts))
+    shutil.rmtree(work, ignore_errors=True)  # recovery store and timing files
+    return run
