@@ -121,7 +121,17 @@ def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1) -
         field = obj.get(name, "")
         if type(field) is not str:
             raise MalformedEvent(f"{name} must be a string, not {_json_type(field)}")
-    return Event(user_id, event_type, url, ts, obj.get("session_id", ""), partition, offset, value)
+    # One str object per distinct url (they repeat, and open windows keep them).
+    known = _URLS.get(url)
+    if known is None:
+        if len(_URLS) >= 1 << 16:
+            _URLS.clear()
+        known = _URLS[url] = url
+    return Event(user_id, event_type, known, ts, obj.get("session_id", ""), partition, offset,
+                 value)
+
+
+_URLS: dict = {}
 
 
 def _required_string(obj: dict, name: str) -> str:

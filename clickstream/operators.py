@@ -98,8 +98,12 @@ class _WindowShard(StatefulBatchLogic):
         partition_of = self.partition_of
         now = time.time()  # the moment the windows may close: for the emit-delay histogram
         by_partition: dict = {}
+        idents: dict = {}  # one identity string per window start, not one per record
         for key, start, end, state in closed:
-            record = (key, dumps(result(key, start, end, state)), str(start), now)
+            ident = idents.get(start)
+            if ident is None:
+                ident = idents[start] = str(start)
+            record = (key, dumps(result(key, start, end, state)), ident, now)
             partition = partition_of(key)
             records = by_partition.get(partition)
             if records is None:

@@ -37,7 +37,7 @@ def murmur2(data: bytes) -> int:
 class Partitioner:
     """Partition of a key on a topic of `count` partitions; None (no key) goes to partition 0."""
 
-    MAX_REMEMBERED = 1 << 20  # keys; forgotten all at once beyond that (bounded memory)
+    MAX_REMEMBERED = 1 << 17  # keys; forgotten all at once beyond that (bounded memory)
 
     def __init__(self, count: int):
         if count < 1:

@@ -87,11 +87,15 @@ class Aggregation:
 
 
 class UserEngagement(Aggregation):
-    """Per user and window: events, page_views, clicks, unique_pages, sessions, first/last time."""
+    """Per user and window: events, page_views, clicks, unique_pages, sessions, first/last time.
+
+    Most user windows see one url and one session, so a distinct set starts as the single
+    value itself (None, then a str) and becomes a set only at a second distinct value: two
+    empty sets were 430 of the ~1,200 bytes a user with one open window cost."""
 
     def initialize(self) -> list:
         # events, page_views, clicks, urls, sessions, first_ts, last_ts
-        return [0, 0, 0, set(), set(), None, None]
+        return [0, 0, 0, None, None, None, None]
 
     def agg(self, state: list, event) -> None:
         state[0] += 1
@@ -100,9 +104,25 @@ class UserEngagement(Aggregation):
             state[1] += 1
         elif kind == "click":
             state[2] += 1
-        state[3].add(event.url)
-        if event.session_id:
-            state[4].add(event.session_id)
+        url = event.url
+        urls = state[3]
+        if urls is None:
+            state[3] = url
+        elif urls.__class__ is str:
+            if urls != url:
+                state[3] = {urls, url}
+        else:
+            urls.add(url)
+        session = event.session_id
+        if session:
+            sessions = state[4]
+            if sessions is None:
+                state[4] = session
+            elif sessions.__class__ is str:
+                if sessions != session:
+                    state[4] = {sessions, session}
+            else:
+                sessions.add(session)
         ts = event.ts
         if state[5] is None or ts < state[5]:
             state[5] = ts
@@ -117,11 +137,18 @@ class UserEngagement(Aggregation):
             "events": state[0],
             "page_views": state[1],
             "clicks": state[2],
-            "unique_pages": len(state[3]),
-            "sessions": len(state[4]),
+            "unique_pages": _distinct(state[3]),
+            "sessions": _distinct(state[4]),
             "first_event_ts": format_ts(state[5]),
             "last_event_ts": format_ts(state[6]),
         }
+
+
+def _distinct(values) -> int:
+    """Size of a distinct set kept as None, one str, or a set."""
+    if values is None:
+        return 0
+    return 1 if values.__class__ is str else len(values)
 
 
 class PageTraffic(Aggregation):

@@ -67,6 +67,16 @@ USER_CASES = [
       E("u", "page_view", "/b", 150, "")],
      dict(events=5, page_views=2, clicks=1, unique_pages=3, sessions=2,
           first_event_ts="1970-01-01T00:00:00.100Z", last_event_ts="1970-01-01T00:00:04.999Z")),
+    ("the same page and session again, then a second and a third",
+     [E("u", "click", "/a", 1, "s1"), E("u", "click", "/a", 2, "s1"),
+      E("u", "click", "/b", 3, "s2"), E("u", "click", "/c", 4, "s3"),
+      E("u", "click", "/b", 5, "s1")],
+     dict(events=5, page_views=0, clicks=5, unique_pages=3, sessions=3,
+          first_event_ts="1970-01-01T00:00:00.001Z", last_event_ts="1970-01-01T00:00:00.005Z")),
+    ("a session only after events without one", [E("u", "click", "/a", 1),
+                                                  E("u", "click", "/a", 2, "s9")],
+     dict(events=2, page_views=0, clicks=2, unique_pages=1, sessions=1,
+          first_event_ts="1970-01-01T00:00:00.001Z", last_event_ts="1970-01-01T00:00:00.002Z")),
     ("no sessions at all", [E("u", "add_to_cart", "/x", 0), E("u", "Page_View", "/x", 1)],
      dict(events=2, page_views=0, clicks=0, unique_pages=1, sessions=0,
           first_event_ts="1970-01-01T00:00:00.000Z", last_event_ts="1970-01-01T00:00:00.001Z")),
@@ -207,8 +217,8 @@ def test_snapshot_restore_round_trip_is_a_copy():
     restored = KeyedWindows(UserEngagement(), 5000, 10000)
     restored.restore(snap, now=7)
     assert restored.contents() == {
-        "u": (16000, 6000, {15000: [1, 1, 0, {"/"}, set(), 16000, 16000]}),  # 0 closed
-        "v": (3000, -7000, {0: [1, 1, 0, {"/"}, set(), 3000, 3000]}),
+        "u": (16000, 6000, {15000: [1, 1, 0, "/", None, 16000, 16000]}),  # 0 closed
+        "v": (3000, -7000, {0: [1, 1, 0, "/", None, 3000, 3000]}),
     }
     # idle time restarts at restore: downtime is not idleness
     assert restored.next_due() == 7 + (5000 - (3000 - 10000))
