@@ -7,7 +7,7 @@
    seeded stream.
 2. Runs every system in turn on that topic, bounded, alternating, R times (default 3):
    the limit, the naive Bytewax job, ours at 1 and 2 processes (exactly-once, recovery on,
-   -s 1) and at 1 process at-least-once, Quix Streams, Flink SQL. A peer whose setup fails is
+   -s 5 as `make run`) and at 1 process at-least-once, Quix Streams, Flink SQL. A peer whose setup fails is
    reported with the reason, never estimated.
 3. Checks each system's first run: sampled window counts equal the expected ones.
 4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 1_000_000)))
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 3)))
-    parser.add_argument("--snapshot", type=int, default=1, help="ours: -s, whole seconds")
+    parser.add_argument("--snapshot", type=int, default=5, help="ours: -s, whole seconds (make run's)")
     parser.add_argument("--only", nargs="*", help="names (substrings) of the systems to run")
     parser.add_argument("--timeout", type=float, default=1800, help="per run, seconds")
     parser.add_argument("--skip-latency", action="store_true")

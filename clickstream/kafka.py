@@ -155,6 +155,9 @@ class _ClickPartition(StatefulSourcePartition):
                 # A resume offset that retention already deleted is data loss: say so, do not skip.
                 "auto.offset.reset": "error",
                 "isolation.level": "read_committed",
+                # Prefetch per input partition (librdkafka's default is 64 MiB per consumer,
+                # and we run one consumer per partition): memory, not speed, on a backfill.
+                "queued.max.messages.kbytes": 16384,
             },
         ))
         low, high = self._consumer.get_watermark_offsets(self._tp, timeout=METADATA_TIMEOUT_S)

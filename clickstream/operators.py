@@ -6,8 +6,9 @@ holds many users and is handed whole batches, which keeps the Python cost per ev
 window rules themselves live in `clickstream/windows.py`.
 
 Both stages emit `(tag, payload)` values, one per output partition per batch, records being
-(key, json, identity, closed_at) for the sink (closed_at: when a window closed, None for dead
-letters), grouped by the Kafka partition they go to (see `clickstream.partitioner`):
+(key, value, identity, closed_at) for the sink, grouped by the Kafka partition they go to (see
+`clickstream.partitioner`). value: JSON bytes for dead letters, (start, end, state) of a closed
+window otherwise (the sink renders it); closed_at: when a window closed, None for dead letters.
 - user stage: ("user", (partition, [record])), ("page_in", (page_shard, [Event])),
   ("dlq", (partition, [record]))
 - page stage: ("page", (partition, [record])), ("dlq", (partition, [record]))
@@ -22,7 +23,6 @@ from typing import Iterable, List, Optional, Tuple
 
 from bytewax.operators import StatefulBatchLogic
 
-from clickstream import codec
 from clickstream.deadletters import LATE, dead_letter
 from clickstream.metrics import METRICS
 from clickstream.partitioner import Partitioner
@@ -93,8 +93,6 @@ class _WindowShard(StatefulBatchLogic):
     def _emit(self, closed: List[ClosedWindow], out: list) -> None:
         if not closed:
             return
-        result = self.windows.aggregation.result
-        dumps = codec.dumps
         partition_of = self.partition_of
         now = time.time()  # the moment the windows may close: for the emit-delay histogram
         by_partition: dict = {}
@@ -103,7 +101,9 @@ class _WindowShard(StatefulBatchLogic):
             ident = idents.get(start)
             if ident is None:
                 ident = idents[start] = str(start)
-            record = (key, dumps(result(key, start, end, state)), ident, now)
+            # The JSON is made by the sink right before it produces: a million records of a
+            # window closing for a million users at once then cost their state, nothing more.
+            record = (key, (start, end, state), ident, now)
             partition = partition_of(key)
             records = by_partition.get(partition)
             if records is None:

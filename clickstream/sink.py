@@ -34,7 +34,9 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from clickstream.kafka import METADATA_TIMEOUT_S, client_config, stop
+from clickstream import codec
 from clickstream.metrics import METRICS
+from clickstream.operators import PageShard, UserShard
 from clickstream.settings import Settings
 
 log = logging.getLogger("clickstream.sink")
@@ -92,6 +94,9 @@ class _Partition(StatefulSinkPartition):
         self._topic = topic
         self._partition = partition
         self._emit_delay = METRICS.window_emit_delay.labels(output) if output else None
+        # Window records arrive as (start, end, state); dead letters as JSON bytes.
+        self._result = {UserShard.output: UserShard.aggregation.result,
+                        PageShard.output: PageShard.aggregation.result}.get(output)
         self._closed_at: List[float] = []  # of the window records not yet committed / flushed
         self._queue_full = METRICS.producer_queue_full.labels(topic)
         self._failures: List[str] = []
@@ -119,9 +124,12 @@ class _Partition(StatefulSinkPartition):
         produce = self._producer.produce
         topic, partition, on_delivery = self._topic, self._partition, self._on_delivery
         closed_at = self._closed_at
+        result, dumps = self._result, codec.dumps
         for key, value, ident, closed in records:
             if closed is not None:
                 closed_at.append(closed)
+            if value.__class__ is tuple:
+                value = dumps(result(key, *value))
             while True:
                 try:
                     produce(topic, value, key, partition=partition, on_delivery=on_delivery,
@@ -219,6 +227,7 @@ class _TransactionalPartition(_Partition):
                         "written again", topic, partition, len(self._already_written))
         self._in_transaction = False
         self._began = 0.0  # monotonic time the open transaction began
+        self._last_write = 0.0  # monotonic time of the last write_batch with records
         self._commit_interval_s = settings.commit_interval_ms / 1000
         self._suppressed = METRICS.duplicates_suppressed.labels(topic)
 
@@ -277,12 +286,16 @@ class _TransactionalPartition(_Partition):
             self._suppressed.inc(count - len(records))
         if not records:
             return
+        now = time.monotonic()
+        # After a quiet spell (a trickle of idle closes) the next write may be far off too.
+        quiet = now - self._last_write >= self._commit_interval_s
+        self._last_write = now
         if not self._in_transaction:
             self._call("begin_transaction", None)
             self._in_transaction = True
-            self._began = time.monotonic()
+            self._began = now
         self._produce(records)
-        if self._commit_interval_s and time.monotonic() - self._began >= self._commit_interval_s:
+        if self._commit_interval_s and (quiet or now - self._began >= self._commit_interval_s):
             # Readable sooner than at the end of the epoch (Kafka Streams' commit.interval.ms).
             # Safe for the same reason as records of the next epoch in a snapshot's
             # transaction: a resume from the last snapshot reads them back and suppresses them.
