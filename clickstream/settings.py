@@ -19,7 +19,7 @@ DEFAULTS = {
     "CLICKSTREAM_BOUNDED": "",
     "CLICKSTREAM_DELIVERY": "exactly-once",
     "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
-    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1",
+    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0",
     "CLICKSTREAM_FRESH_START": "",
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
     "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
@@ -45,7 +45,7 @@ class Settings:
     bounded: bool = False
     exactly_once: bool = True
     transaction_timeout_ms: int = 120000
-    commit_interval_ms: int = 100  # exactly-once: also commit while records flow; 0: per epoch
+    commit_interval_ms: int = 0  # exactly-once: also commit while records flow; 0: per epoch
     fresh_start: bool = False
     consumer_group: str = "clickstream"
     partition_check_ms: int = 10000  # 0: do not watch the input topic for new partitions

@@ -6,11 +6,15 @@ copied as it is. What we do instead, per output partition (one sink partition ea
 1. A transactional producer with a stable `transactional.id` (`clickstream-<topic>-<partition>`).
    `init_transactions()` at start fences a predecessor that may still be alive (a zombie) and
    aborts its open transaction, so nothing of an unfinished epoch ever becomes visible.
-2. Records of an epoch go into transactions: one is committed in `snapshot()`, i.e. when
-   Bytewax closes the epoch, and, while records flow, one whenever the open one is older than
-   CLICKSTREAM_COMMIT_INTERVAL_SECONDS (0.1 by default, like Kafka Streams' commit interval
-   under exactly-once), so a record is readable soon after its window closes, not only at the
-   end of the epoch. The snapshot state is an offset of the partition (see `_next_offset`).
+2. Records of an epoch go into one transaction, committed in `snapshot()`, i.e. when Bytewax
+   closes the epoch. The snapshot state is an offset of the partition (see `_next_offset`).
+   Opt-in, CLICKSTREAM_COMMIT_INTERVAL_SECONDS > 0 also commits while records flow (like Kafka
+   Streams' commit.interval.ms), so records are readable soon after their window closes. The
+   price: a record committed before the snapshot that records its window's closing is only
+   suppressed on resume if the resumed run closes that window again within the read-back
+   range. Windows closed by the watermark close again at once (same input, same order);
+   windows closed on the idle clock may close only much later, and a second crash by then
+   leaves a duplicate (seen in a cluster test with two restarts). Hence off by default.
 3. Bytewax persists its snapshots only after that, so a crash in between resumes from the
    previous snapshot and re-emits an epoch Kafka already holds. On resume each sink partition
    therefore reads its partition back from the snapshotted offset (read_committed) and collects
@@ -296,9 +300,7 @@ class _TransactionalPartition(_Partition):
             self._began = now
         self._produce(records)
         if self._commit_interval_s and (quiet or now - self._began >= self._commit_interval_s):
-            # Readable sooner than at the end of the epoch (Kafka Streams' commit.interval.ms).
-            # Safe for the same reason as records of the next epoch in a snapshot's
-            # transaction: a resume from the last snapshot reads them back and suppresses them.
+            # Readable sooner than at the end of the epoch (see point 2 above for the price).
             self._commit()
 
     def snapshot(self) -> Optional[int]:

@@ -24,8 +24,8 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_BOUNDED": "0"}, "bounded", False),
     ({"CLICKSTREAM_BOUNDED": ""}, "bounded", False),
     ({"CLICKSTREAM_INPUT_TOPIC": "my.topic_1-x"}, "input_topic", "my.topic_1-x"),
-    ({}, "commit_interval_ms", 100),
-    ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"}, "commit_interval_ms", 0),
+    ({}, "commit_interval_ms", 0),
+    ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1"}, "commit_interval_ms", 100),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.25"}, "commit_interval_ms", 250),
 ])
 def test_values_are_read(env, field, value):
