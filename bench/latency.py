@@ -6,6 +6,7 @@ interpolated within the histogram's buckets, as Prometheus' histogram_quantile d
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def measure(brokers: str, rate: int, snapshot_s: int, extra_env: Optional[dict] 
         flow.terminate()
         flow.wait(30)
         log.close()
+        shutil.rmtree(store, ignore_errors=True)
     p50, p99 = quantile(0.5, cumulative), quantile(0.99, cumulative)
     return {"rate": rate, "seconds": SECONDS, "windows": int(cumulative[-1][1]) if cumulative else 0,
             "p50_ms": p50 * 1000 if p50 is not None else None,

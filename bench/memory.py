@@ -5,6 +5,7 @@ one process; the peak is the kernel's ru_maxrss of that process.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def measure(brokers: str) -> dict:
         sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         sampler.join(5)
+    shutil.rmtree(store, ignore_errors=True)
     _, windows = outputs.read_windows(brokers, topics["user"], "user_id", 0)
     peak_at = max(samples, key=lambda s: s[1])[0] / samples[-1][0] if samples else None
     return {"users": USERS, "peak_rss_mib": usage.ru_maxrss / 1024,
