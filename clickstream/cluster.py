@@ -76,7 +76,11 @@ def supervise(args) -> int:
                 return 0  # a bounded run finished
             continue
         stop_all(processes)
-        if failed == RESTART_STATUS and restarts < args.max_restarts:
+        # The process that asks for a restart exits first; the others can die of its absence
+        # (Bytewax's communication thread panics, status 1) before their own watcher sees the
+        # new partitions, and may be the first one polled here: any RESTART_STATUS counts.
+        statuses = [p.returncode for p in processes]
+        if RESTART_STATUS in statuses and restarts < args.max_restarts:
             restarts += 1
             print(f"clickstream.cluster: restarting all {args.processes} process(es) "
                   f"(restart {restarts})", file=sys.stderr, flush=True)
