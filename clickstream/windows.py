@@ -104,25 +104,9 @@ class UserEngagement(Aggregation):
             state[1] += 1
         elif kind == "click":
             state[2] += 1
-        url = event.url
-        urls = state[3]
-        if urls is None:
-            state[3] = url
-        elif urls.__class__ is str:
-            if urls != url:
-                state[3] = {urls, url}
-        else:
-            urls.add(url)
-        session = event.session_id
-        if session:
-            sessions = state[4]
-            if sessions is None:
-                state[4] = session
-            elif sessions.__class__ is str:
-                if sessions != session:
-                    state[4] = {sessions, session}
-            else:
-                sessions.add(session)
+        state[3] = _with_distinct(state[3], event.url)
+        if event.session_id:
+            state[4] = _with_distinct(state[4], event.session_id)
         ts = event.ts
         if state[5] is None or ts < state[5]:
             state[5] = ts
@@ -142,6 +126,16 @@ class UserEngagement(Aggregation):
             "first_event_ts": format_ts(state[5]),
             "last_event_ts": format_ts(state[6]),
         }
+
+
+def _with_distinct(values, value):
+    """`values` (None, one str, or a set) with `value` added; a set only from a second value."""
+    if values is None:
+        return value
+    if values.__class__ is str:
+        return values if values == value else {values, value}
+    values.add(value)
+    return values
 
 
 def _distinct(values) -> int:
