@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -38,10 +39,10 @@ def load_input(brokers: str, events: int) -> tuple:
     create_topics(brokers, {topic: 4})
     config = GeneratorConfig(count=events, users=USERS, seed=7, out_of_order_fraction=0.05,
                              start_ms=START_MS)
-    import subprocess
-    subprocess.run([sys.executable, "-m", "clickstream.generate", "--count", str(events),
-                    "--users", str(USERS), "--seed", "7", "--out-of-order-fraction", "0.05",
-                    "--start-ms", str(START_MS), "--topic", topic, "--brokers", brokers],
+    subprocess.run([sys.executable, "-m", "clickstream.generate", "--count", str(config.count),
+                    "--users", str(config.users), "--seed", str(config.seed),
+                    "--out-of-order-fraction", str(config.out_of_order_fraction),
+                    "--start-ms", str(config.start_ms), "--topic", topic, "--brokers", brokers],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return topic, config
 
