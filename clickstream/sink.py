@@ -14,7 +14,9 @@ copied as it is. What we do instead, per output partition (one sink partition ea
    suppressed on resume if the resumed run closes that window again within the read-back
    range. Windows closed by the watermark close again at once (same input, same order);
    windows closed on the idle clock may close only much later, and a second crash by then
-   leaves a duplicate (seen in a cluster test with two restarts). Hence off by default.
+   leaves a duplicate (seen in a cluster test with two restarts). Hence off by default. The
+   same can happen without it, more rarely, through records of the next epoch in a snapshot's
+   transaction (seen too): an open defect, see the README.
 3. Bytewax persists its snapshots only after that, so a crash in between resumes from the
    previous snapshot and re-emits an epoch Kafka already holds. On resume each sink partition
    therefore reads its partition back from the snapshotted offset (read_committed) and collects
