@@ -16,8 +16,8 @@ from typing import Dict, Tuple
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from clickstream.events import parse_timestamp
-from clickstream.generator import GeneratorConfig, generate
+from clickstream.core.events import parse_timestamp
+from clickstream.tools.generator import GeneratorConfig, generate
 
 SAMPLE_EVERY = 25
 MARGIN_MS = 5000

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import latency, memory, outputs
 from bench.systems import (LATENESS_MS, ROOT, WINDOW_MS, all_systems, create_topics, prepare,
                            run_once)
-from clickstream.generator import GeneratorConfig
+from clickstream.tools.generator import GeneratorConfig
 
 START_MS = 1767225600000  # 2026-01-01T00:00:00Z
 USERS = 20000

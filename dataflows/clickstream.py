@@ -15,70 +15,60 @@ and the recovery store are checked then (one line and exit 2 on a problem).
 """
 
 import signal
-from functools import partial
 from typing import Optional
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from clickstream.kafka import (ClickSource, ClusterProgress, PartitionWatcher, fail, stop,
-                               topic_partitions)
-from clickstream.metrics import METRICS
-from clickstream.operators import (DLQ, DLQ_KEY, PAGE, PAGE_IN, USER, PageShard, UserShard,
-                                   tune_gc)
-from clickstream.recovery import Origin, cluster_position, prepare_store, recovery_directory
-from clickstream.settings import Settings, SettingsError
-from clickstream.sink import RecordSink
+from clickstream.core.aggregations import PAGE_TRAFFIC, USER_ENGAGEMENT
+from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, USER
+from clickstream.io.kafka import end_offsets, topic_partitions
+from clickstream.io.sink import RecordSink
+from clickstream.io.source import ClickSource
+from clickstream.io.watchers import ClusterProgress, PartitionWatcher
+from clickstream.runtime.exits import fail, stop
+from clickstream.runtime.memory import tune_gc
+from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.recovery import Origin, cluster_position, prepare_store, recovery_directory
+from clickstream.runtime.settings import Settings, SettingsError
+from clickstream.stages.outputs import payloads, sink_item, sink_items
+from clickstream.stages.page_windows import PageShard
+from clickstream.stages.user_windows import UserShard
 
 
 def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = None) -> Dataflow:
-    """The dataflow for `settings`; `partitions` maps each output topic to its partition count,
+    """The dataflow for `settings`; `partitions` maps each topic to its partition count,
     `origin` (with recovery) where each output partition's history starts."""
     METRICS.watermark.lateness_s = settings.lateness_ms / 1000
     flow = Dataflow("clickstream")
-    source = op.input("clicks", flow, ClickSource(settings, partitions[settings.dlq_topic]))
-    parsed = op.branch("parsed", source, lambda item: item[0] != DLQ_KEY)
+    dlq_partitions = partitions[settings.dlq_topic]
+    source = op.input("clicks", flow, ClickSource(settings, dlq_partitions))
+    parsed = op.branch("parsed", source, lambda item: item[0] != DEAD_LETTERS)
 
     window_args = (settings.window_ms, settings.lateness_ms, settings.bounded, settings.input_topic)
-    dlq_partitions = partitions[settings.dlq_topic]
     users = op.stateful_batch("user_windows", parsed.trues, lambda resume: UserShard(
         *window_args, partitions[settings.user_topic], dlq_partitions, resume))
-    page_in = op.filter_map("to_pages", users, partial(_payload, PAGE_IN))
+    page_in = op.filter_map("to_pages", users, payloads(PAGE_IN))
     pages = op.stateful_batch("page_windows", page_in, lambda resume: PageShard(
         *window_args, partitions[settings.page_topic], dlq_partitions, resume))
 
-    user_records = op.filter_map("user_records", users, partial(_records, USER))
-    page_records = op.filter_map("page_records", pages, partial(_records, PAGE))
+    user_records = op.filter_map("user_records", users, sink_items(USER))
+    page_records = op.filter_map("page_records", pages, sink_items(PAGE))
     dead = op.merge(
         "dead_letters",
-        op.map("malformed", parsed.falses, _partition_records),
-        op.filter_map("late_users", users, partial(_records, DLQ)),
-        op.filter_map("late_pages", pages, partial(_records, DLQ)),
+        op.map("malformed", parsed.falses, lambda item: sink_item(item[1])),
+        op.filter_map("late_users", users, sink_items(DEAD_LETTERS)),
+        op.filter_map("late_pages", pages, sink_items(DEAD_LETTERS)),
     )
 
-    def sink(topic: str, output: str = "") -> RecordSink:
-        return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic), output)
+    def sink(topic: str, render=None, output: str = "") -> RecordSink:
+        return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic), render,
+                          output)
 
-    op.output("user_metrics", user_records, sink(settings.user_topic, USER))
-    op.output("page_metrics", page_records, sink(settings.page_topic, PAGE))
+    op.output("user_metrics", user_records, sink(settings.user_topic, USER_ENGAGEMENT.render, USER))
+    op.output("page_metrics", page_records, sink(settings.page_topic, PAGE_TRAFFIC.render, PAGE))
     op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
     return flow
-
-
-def _payload(tag: str, keyed):
-    kind, payload = keyed[1]
-    return payload if kind == tag else None
-
-
-def _records(tag: str, keyed):
-    """(shard, (tag, (partition, [record]))) -> ("partition", [record]): routes the sink."""
-    kind, payload = keyed[1]
-    return _partition_records((None, payload)) if kind == tag else None
-
-
-def _partition_records(keyed):
-    partition, records = keyed[1]
-    return str(partition), records
 
 
 def _flow_from_environment() -> Dataflow:
@@ -86,7 +76,8 @@ def _flow_from_environment() -> Dataflow:
         settings = Settings.from_env()
         partitions = topic_partitions(settings)
         directory = recovery_directory()
-        origin = prepare_store(directory, settings, partitions) if directory else None
+        origin = prepare_store(directory, settings, lambda: end_offsets(
+            settings, partitions, settings.output_topics)) if directory else None
     except SettingsError as exc:
         fail(str(exc))
     resumes = "resumes from the last snapshot" if directory else "starts over (recovery is off)"

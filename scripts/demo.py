@@ -19,9 +19,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clickstream.kafka import broker_answers, create_topics
-from clickstream.report import LocalPrometheus, collect, render
-from clickstream.settings import Settings
+from clickstream.io.kafka import broker_answers, create_topics
+from clickstream.tools.report import LocalPrometheus, collect, render
+from clickstream.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = int(os.environ.get("DEMO_RATE", "3000"))

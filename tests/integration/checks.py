@@ -4,7 +4,7 @@ import json
 from collections import Counter
 from typing import List
 
-from clickstream.partitioner import murmur2
+from clickstream.core.partitioner import murmur2
 from tests.integration.kafka_io import Topics, read_topic
 from tests.integration.oracle import Expected, Message, expected_outputs
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.kafka import broker_answers
+from clickstream.io.kafka import broker_answers
 from tests.integration.kafka_io import ROOT, make_topics
 
 

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from clickstream.report import LocalPrometheus, collect, panels, render
+from clickstream.tools.report import LocalPrometheus, collect, panels, render
 from tests.integration.kafka_io import ROOT, read_topic, start_dataflow, stop, wait_for
 from tests.integration.oracle import expected_outputs
 

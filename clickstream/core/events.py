@@ -1,0 +1,163 @@
+"""Input messages: parse and validate one Kafka value into an `Event`, or say in one line why not.
+
+Every rule here comes from the Input section of SPEC.md. Parsing is strict on purpose: a value
+the service would have to guess about (a naive timestamp, a float where milliseconds belong, a
+boolean that Python would happily treat as 1) is malformed and goes to the dead-letter topic
+with the reason, so the producer can be fixed instead of the numbers quietly drifting.
+
+Event time is carried as integer epoch milliseconds: cheap to compare and to window, and exact.
+"""
+
+import re
+from calendar import timegm
+from typing import NamedTuple, Optional
+
+from clickstream.core import codec
+from clickstream.core.memo import Memo
+
+MAX_USER_ID_CHARS = 256
+# Not in SPEC's table, but a url travels as the key and inside the value of a page-metrics
+# record; a longer one could never be delivered (Kafka's 1 MB limit) and would stop the service.
+MAX_URL_CHARS = 65536
+OPTIONAL_STRING_FIELDS = ("session_id", "event_id", "referrer", "user_agent")
+
+# Year 0001 .. 9999: the range an RFC 3339 timestamp can express, and so the range we can emit.
+MIN_TS_MS = -62135596800000
+MAX_TS_MS = 253402300799999
+
+# full-date "T" full-time with a mandatory offset; RFC 3339 section 5.6 allows lower-case t/z
+# and (in its note) a space as the separator.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+class Event(NamedTuple):
+    """One valid click event; `ts` is epoch milliseconds. Where it came from and its original
+    bytes ride along, so a later stage can still dead-letter it (late) as SPEC asks."""
+
+    user_id: str
+    event_type: str
+    url: str
+    ts: int
+    session_id: str  # "" when absent
+    partition: int
+    offset: int
+    raw: bytes
+
+
+class MalformedEvent(ValueError):
+    """The value breaks a rule of the input contract; str() is the one-line reason."""
+
+
+def parse_timestamp(value) -> int:
+    """Epoch milliseconds from an integer or an RFC 3339 string with an offset."""
+    if type(value) is int:  # not bool: True is an int to Python but not a timestamp
+        if not MIN_TS_MS <= value <= MAX_TS_MS:
+            raise MalformedEvent(f"ts {value} is outside years 0001..9999 in epoch milliseconds")
+        return value
+    if isinstance(value, str):
+        return _parse_rfc3339(value)
+    if isinstance(value, bool):
+        raise MalformedEvent("ts must be epoch milliseconds or an RFC 3339 string, not a boolean")
+    if isinstance(value, float):
+        raise MalformedEvent("ts must be integer epoch milliseconds, not a fraction")
+    raise MalformedEvent(f"ts must be epoch milliseconds or an RFC 3339 string, not {_json_type(value)}")
+
+
+def _parse_rfc3339(text: str) -> int:
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", text, re.ASCII):
+            raise MalformedEvent(f"ts {_clip(text)!r} has no UTC offset (add Z or +hh:mm)")
+        raise MalformedEvent(f"ts {_clip(text)!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    if not 1 <= month <= 12:
+        raise MalformedEvent(f"ts {text!r} has month {month}")
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = 29 if month == 2 and leap else _DAYS_IN_MONTH[month - 1]
+    if not 1 <= day <= days or year == 0:
+        raise MalformedEvent(f"ts {text!r} is not a calendar date")
+    if hour > 23 or minute > 59 or second > 59:
+        raise MalformedEvent(f"ts {text!r} has a time of day out of range")
+    fraction = m.group(7)
+    millis = int((fraction + "00")[:3]) if fraction else 0
+    ts = timegm((year, month, day, hour, minute, second)) * 1000 + millis
+    if m.group(9):
+        off_h, off_m = int(m.group(10)), int(m.group(11))
+        if off_h > 23 or off_m > 59:
+            raise MalformedEvent(f"ts {text!r} has an offset out of range")
+        offset = (off_h * 60 + off_m) * 60000
+        ts = ts - offset if m.group(9) == "+" else ts + offset
+    if not MIN_TS_MS <= ts <= MAX_TS_MS:
+        raise MalformedEvent(f"ts {text!r} is outside years 0001..9999 in UTC")
+    return ts
+
+
+def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1) -> Event:
+    """Validate one message value; raises MalformedEvent with a one-line reason."""
+    if value is None:
+        raise MalformedEvent("message has no value (null)")
+    if not value:
+        raise MalformedEvent("message value is empty")
+    try:
+        obj = codec.loads(value)
+    except codec.JSONDecodeError as exc:
+        raise MalformedEvent(f"not valid JSON: {_first_line(str(exc))}") from None
+    if type(obj) is not dict:
+        raise MalformedEvent(f"JSON value is {_json_type(obj)}, not an object")
+    user_id = _required_string(obj, "user_id")
+    if len(user_id) > MAX_USER_ID_CHARS:
+        raise MalformedEvent(f"user_id is {len(user_id)} characters, more than {MAX_USER_ID_CHARS}")
+    event_type = _required_string(obj, "event_type")
+    url = _required_string(obj, "url")
+    if len(url) > MAX_URL_CHARS:
+        raise MalformedEvent(f"url is {len(url)} characters, more than {MAX_URL_CHARS}")
+    if "ts" not in obj:
+        raise MalformedEvent("required field ts is missing")
+    ts = parse_timestamp(obj["ts"])
+    for name in OPTIONAL_STRING_FIELDS:
+        field = obj.get(name, "")
+        if type(field) is not str:
+            raise MalformedEvent(f"{name} must be a string, not {_json_type(field)}")
+    return Event(user_id, event_type, _URLS[url], ts, obj.get("session_id", ""), partition,
+                 offset, value)
+
+
+# One str object per distinct url: they repeat, and open windows keep them.
+_URLS = Memo(lambda url: url, 1 << 16)
+
+
+def _required_string(obj: dict, name: str) -> str:
+    if name not in obj:
+        raise MalformedEvent(f"required field {name} is missing")
+    field = obj[name]
+    if type(field) is not str:
+        raise MalformedEvent(f"{name} must be a string, not {_json_type(field)}")
+    if not field:
+        raise MalformedEvent(f"{name} is empty")
+    return field
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "unknown error"
+
+
+def _clip(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,282 @@
+"""Event-time tumbling windows of many keys as pure code: assignment, lateness and closing.
+
+Nothing here knows about Bytewax or Kafka, so every rule of SPEC's Windows section is tested
+table-driven without a broker (tests/core/test_windows.py); the stages only drive it.
+
+Semantics, per key (a user, or a url):
+- window of an event: [floor(ts/W)*W, floor(ts/W)*W + W), aligned to the Unix epoch.
+- watermark of the key: newest event time seen for that key minus the allowed lateness L; it
+  only moves forward. A window closes (is emitted, once) when the watermark reaches its end,
+  i.e. when an event at least L past the window's end has been seen for that key.
+- idle: the watermark also moves with the *idle clock* (milliseconds during which the input
+  was caught up, see `clickstream.runtime.progress`) elapsed since the key's last event, as if
+  event time kept flowing; so a user who stops clicking still gets their windows emitted,
+  about W + L after their last event, but a backlog being replayed never closes windows early.
+- late: an event whose window has already closed for its key (its window end is at or behind
+  the key's watermark). It changes nothing and is reported to the caller.
+- close_all(): end of a bounded input emits every open window.
+"""
+
+import heapq
+import pickle
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar, Deque, Dict, List, NamedTuple, Optional, Tuple
+
+from clickstream.core.aggregations import Aggregation
+from clickstream.core.times import NEVER
+
+
+@dataclass(frozen=True)
+class WindowsSnapshot:
+    """What the recovery store keeps of one KeyedWindows: immutable, versioned.
+
+    `marks` pickles {key: (max_ts, watermark)}; `groups` maps each window start to the pickled
+    {key: state} of the windows open at that start (a group is pickled again only when one of
+    its windows changed). Version 2 was the tuple (2, marks, groups) of the same contents."""
+
+    VERSION: ClassVar[int] = 3
+    marks: bytes
+    groups: Dict[int, bytes]
+    version: int = VERSION
+
+    @classmethod
+    def load(cls, stored) -> "WindowsSnapshot":
+        """The snapshot of any version this code knows, migrated; ValueError for anything else."""
+        if isinstance(stored, cls) and stored.version == cls.VERSION:
+            return stored
+        if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == 2:
+            return cls(stored[1], stored[2])
+        found = f"version {stored.version}" if isinstance(stored, cls) else type(stored).__name__
+        raise ValueError(f"the recovery store holds window state of a format this version of "
+                         f"clickstream cannot read ({found}; it reads 2 and {cls.VERSION})")
+
+
+class ClosedWindow(NamedTuple):
+    key: str
+    start: int
+    end: int
+    state: list
+
+
+class _KeyState:
+    __slots__ = ("max_ts", "watermark", "windows", "idle_since", "due")
+
+    def __init__(self, idle_since: int):
+        self.max_ts = NEVER
+        self.watermark = NEVER  # windows ending at or before this are closed
+        self.windows: Dict[int, list] = {}
+        self.idle_since = idle_since  # idle-clock ms of the key's last event
+        self.due: Optional[int] = None  # the key's live entry in the idle heap, if any
+
+
+class KeyedWindows:
+    """Open windows of many keys (one shard of users or urls) with lateness and idle closing.
+
+    `settle_ms` > 0 makes watermark moves wait that long on the idle clock before they apply
+    (and idle closes never come sooner than that after a key's last event). The page stage
+    uses it: its events reach it through many user shards in no fixed order, and a replayed
+    backlog can be read faster from one partition than from another; since the idle clock
+    stands still until the input is caught up, moves apply only once every partition has
+    been read to its end and the events still in flight have arrived.
+    `watermark_closing=False` keeps windows open until idle closing or close_all().
+    """
+
+    def __init__(self, aggregation: Aggregation, width_ms: int, lateness_ms: int,
+                 idle_closing: bool = True, watermark_closing: bool = True, settle_ms: int = 0):
+        if width_ms <= 0 or lateness_ms < 0 or settle_ms < 0:
+            raise ValueError("window width must be > 0, lateness and settle time >= 0")
+        self.aggregation = aggregation
+        self.width = width_ms
+        self.lateness = lateness_ms
+        self.idle_closing = idle_closing
+        self.watermark_closing = watermark_closing
+        self.settle = settle_ms
+        self.keys: Dict[str, _KeyState] = {}
+        # The same window states again, grouped by window start, for incremental snapshots:
+        # only the groups touched since the last snapshot are pickled again (see snapshot()).
+        self._starts: Dict[int, Dict[str, list]] = {}
+        self._dirty: set = set()  # window starts changed since the last snapshot
+        self._blobs: Dict[int, bytes] = {}  # window start -> its pickled group, as of then
+        self._idle_heap: List[Tuple[int, str]] = []  # (idle-clock ms when due, key), lazy
+        self._pending: Deque[Tuple[int, str, int]] = deque()  # (recorded at, key, watermark)
+
+    def add_many(self, keys, events, now: int, closed: List[ClosedWindow], late: list) -> None:
+        """Count events[i] (with `.ts`) for keys[i] at idle-clock ms `now`; windows they close
+        go to `closed`, late events to `late` as (event, the key's watermark then). One loop
+        with everything it touches in local variables: the per-event cost of the service."""
+        states = self.keys
+        width, lateness, settle = self.width, self.lateness, self.settle
+        initialize, agg = self.aggregation.initialize, self.aggregation.agg
+        starts, mark_dirty = self._starts, self._dirty.add
+        watermark_closing, idle_closing = self.watermark_closing, self.idle_closing
+        for key, event in zip(keys, events):
+            ks = states.get(key)
+            if ks is None:
+                ks = states[key] = _KeyState(now)
+            ts = event.ts
+            start = ts - ts % width
+            if start + width <= ks.watermark:
+                late.append((event, ks.watermark))
+                continue
+            windows = ks.windows
+            state = windows.get(start)
+            if state is None:
+                state = windows[start] = initialize()
+                group = starts.get(start)
+                if group is None:
+                    starts[start] = {key: state}
+                else:
+                    group[key] = state
+            mark_dirty(start)
+            agg(state, event)
+            ks.idle_since = now
+            if ts > ks.max_ts:
+                ks.max_ts = ts
+                if watermark_closing and ts - lateness > ks.watermark:
+                    if settle:
+                        self._pending.append((now, key, ts - lateness))
+                    else:
+                        self._advance(key, ks, ts - lateness, closed)
+            if idle_closing and windows:
+                # A newer watermark or an older window can make the key due sooner than its entry.
+                due = self._due_at(ks)
+                if ks.due is None or due < ks.due:
+                    self._schedule(key, ks, due)
+
+    def apply_settled(self, now: int, closed: List[ClosedWindow]) -> None:
+        """Apply the watermark moves that have waited `settle_ms` on the idle clock."""
+        pending = self._pending
+        limit = now - self.settle
+        while pending and pending[0][0] <= limit:
+            _, key, watermark = pending.popleft()
+            ks = self.keys[key]
+            if watermark > ks.watermark:
+                self._advance(key, ks, watermark, closed)
+
+    def _advance(self, key: str, ks: _KeyState, watermark: int, closed: List[ClosedWindow]) -> None:
+        ks.watermark = watermark
+        windows = ks.windows
+        if not windows:
+            return
+        width = self.width
+        limit = watermark - width
+        if min(windows) > limit:  # the common case: nothing to close (min() runs in C)
+            return
+        due = [start for start in windows if start <= limit]
+        if due:
+            due.sort()
+            starts, dirty = self._starts, self._dirty
+            for start in due:
+                closed.append(ClosedWindow(key, start, start + width, windows.pop(start)))
+                group = starts[start]
+                del group[key]
+                if not group:
+                    del starts[start]
+                dirty.add(start)
+
+    def _due_at(self, ks: _KeyState) -> int:
+        """Idle-clock ms at which the key's earliest open window closes if nothing arrives."""
+        earliest_end = min(ks.windows) + self.width
+        return ks.idle_since + max(self.settle, earliest_end - self._watermark_of(ks))
+
+    def _watermark_of(self, ks: _KeyState) -> int:
+        # Includes a move that is still settling.
+        return max(ks.watermark, ks.max_ts - self.lateness)
+
+    def _schedule(self, key: str, ks: _KeyState, due: Optional[int] = None) -> None:
+        ks.due = self._due_at(ks) if due is None else due
+        heap = self._idle_heap
+        heapq.heappush(heap, (ks.due, key))
+        if len(heap) > 4 * len(self.keys) + 1024:
+            # Superseded entries pile up while a backlog is replayed (the idle clock stands
+            # still); keep only each key's live one.
+            keys = self.keys
+            self._idle_heap = [(d, k) for d, k in heap if keys[k].due == d]
+            heapq.heapify(self._idle_heap)
+
+    def next_due(self) -> Optional[int]:
+        """Idle-clock ms of the next idle close or settled watermark move, or None."""
+        due = self._idle_heap[0][0] if self._idle_heap else None
+        if self._pending:
+            settled = self._pending[0][0] + self.settle
+            due = settled if due is None else min(due, settled)
+        return due
+
+    def close_idle(self, now: int) -> List[ClosedWindow]:
+        """Close what the idle clock `now` allows: settled watermark moves, then idle keys."""
+        closed: List[ClosedWindow] = []
+        self.apply_settled(now, closed)
+        heap = self._idle_heap
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            ks = self.keys.get(key)
+            if ks is None or ks.due != due:
+                continue  # superseded by a newer entry for the same key
+            ks.due = None
+            if not ks.windows:
+                continue
+            if self._due_at(ks) <= now:
+                # As if event time had kept flowing while the key was idle.
+                self._advance(key, ks, self._watermark_of(ks) + (now - ks.idle_since), closed)
+                ks.idle_since = now
+            if ks.windows:
+                self._schedule(key, ks)
+        return closed
+
+    def close_all(self) -> List[ClosedWindow]:
+        """End of input: emit every open window, oldest first per key."""
+        closed: List[ClosedWindow] = []
+        self._pending.clear()
+        for key, ks in self.keys.items():
+            if ks.windows:
+                last_end = max(ks.windows) + self.width
+                self._advance(key, ks, max(self._watermark_of(ks), last_end), closed)
+        self._idle_heap.clear()
+        for ks in self.keys.values():
+            ks.due = None
+        return closed
+
+    # Recovery. Pickling every open window each epoch made snapshots cost O(state) per epoch,
+    # most of the run time of a long backfill (bounded page windows stay open to the end).
+    # So window states are pickled per window start and a group is pickled again only when
+    # one of its windows changed; the snapshot is immutable bytes, never mutated later.
+    def snapshot(self) -> WindowsSnapshot:
+        blobs, starts = self._blobs, self._starts
+        for start in self._dirty:
+            group = starts.get(start)
+            if group:
+                blobs[start] = pickle.dumps(group, pickle.HIGHEST_PROTOCOL)
+            else:
+                blobs.pop(start, None)
+        self._dirty.clear()
+        marks = {key: (ks.max_ts, ks.watermark) for key, ks in self.keys.items()}
+        return WindowsSnapshot(pickle.dumps(marks, pickle.HIGHEST_PROTOCOL), dict(blobs))
+
+    def restore(self, stored, now: int) -> None:
+        """Load a snapshot of any known version; idle time restarts from `now` (downtime never
+        counts as idle). ValueError when `stored` is not a window snapshot this code reads."""
+        snapshot = WindowsSnapshot.load(stored)
+        self.keys.clear()
+        self._idle_heap.clear()
+        self._starts.clear()
+        self._dirty.clear()
+        self._blobs.clear()
+        marks, blobs = snapshot.marks, snapshot.groups
+        for key, (max_ts, watermark) in pickle.loads(marks).items():
+            ks = self.keys[key] = _KeyState(now)
+            ks.max_ts = max_ts
+            ks.watermark = watermark
+        for start, blob in blobs.items():
+            group = self._starts[start] = pickle.loads(blob)
+            self._blobs[start] = blob
+            for key, state in group.items():
+                self.keys[key].windows[start] = state
+        if self.idle_closing:
+            for key, ks in self.keys.items():
+                if ks.windows:
+                    self._schedule(key, ks)
+
+    def contents(self) -> Dict[str, tuple]:
+        """{key: (max_ts, watermark, {start: state})}: a plain view for tests and tools."""
+        return {key: (ks.max_ts, ks.watermark, dict(ks.windows)) for key, ks in self.keys.items()}

@@ -1,0 +1,280 @@
+"""Exactly-once Kafka output: one transaction per sink partition per epoch, de-duplicated on resume.
+
+Per output partition (one sink partition each), in the phases of Flink's Kafka sink:
+- write: records go into the open transaction of a transactional producer with a stable
+  `transactional.id` (`clickstream-<topic>-<partition>`); `init_transactions()` at start fences
+  a predecessor that may still be alive and aborts its open transaction.
+- commit: in `snapshot()`, when Bytewax closes the epoch (and, with
+  CLICKSTREAM_COMMIT_INTERVAL_SECONDS > 0, also while records flow).
+- snapshot state: an offset of the partition (`sink_state.WriterState`).
+- resume: Bytewax persists its snapshot only after the commit, so a crash in between resumes
+  one epoch back; the partition is read back from the snapshotted offset (read_committed) and
+  re-emitted records whose identity (header `clickstream-id`, with the key) Kafka already holds
+  are not written again. Window contents are a deterministic function of the input.
+The README's Guarantees section describes what this covers and what it does not.
+With `CLICKSTREAM_DELIVERY=at-least-once` the producer is plain idempotent, flushed per epoch.
+"""
+
+import logging
+import time
+from itertools import chain
+from typing import Callable, Dict, Iterable, List, Optional, Set
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from clickstream.core.records import Record, identity
+from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config
+from clickstream.io.sink_state import WriterState
+from clickstream.runtime.exits import stop
+from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.settings import Settings
+
+log = logging.getLogger("clickstream.sink")
+
+ID_HEADER = "clickstream-id"
+# Both delivery modes: every record acknowledged by all in-sync replicas, no duplicates from
+# retries, small batches waited for briefly.
+PRODUCER_CONFIG = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
+                   "compression.type": "lz4"}
+COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
+Render = Callable[[str, int, int, list], bytes]  # a closed window's JSON: key, start, end, state
+
+
+class RecordSink(FixedPartitionedSink):
+    """Writes Records to a topic, one sink partition per Kafka partition.
+
+    Items are ("partition", [Record]): the window stages already picked each record's Kafka
+    partition with Kafka's own default partitioner (see `core.partitioner`). Closed windows
+    are turned into JSON by `render` right before they are produced; `output` labels the
+    emit-delay histogram ("user", "page"). `origin` maps partitions to the offsets at which
+    this service's history starts (written when the recovery store was created): a crash
+    before the first snapshot still de-duplicates.
+    """
+
+    def __init__(self, settings: Settings, topic: str, partitions: int,
+                 origin: Optional[Dict[int, int]] = None, render: Optional[Render] = None,
+                 output: str = ""):
+        self._settings = settings
+        self._topic = topic
+        self._partitions = partitions
+        self._origin = origin
+        self._render = render
+        self._output = output
+
+    def list_parts(self) -> List[str]:
+        return [f"{i:05d}" for i in range(self._partitions)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]):
+        partition = int(for_part)
+        if resume_state is None and self._origin is not None:
+            resume_state = self._origin.get(partition)
+        kind = _TransactionalPartition if self._settings.exactly_once else _FlushingPartition
+        return kind(self._settings, self._topic, partition, resume_state, self._render,
+                    self._output)
+
+
+class _Partition(StatefulSinkPartition):
+    """Shared by both delivery modes: produce with back-pressure, check every report."""
+
+    def __init__(self, settings: Settings, topic: str, partition: int, resume_offset: Optional[int],
+                 render: Optional[Render], output: str, producer_config: dict):
+        self._topic = topic
+        self._partition = partition
+        self._render = render
+        self._emit_delay = METRICS.window_emit_delay.labels(output) if output else None
+        self._closed_at: List[float] = []  # of the window records not yet committed / flushed
+        self._queue_full = METRICS.producer_queue_full.labels(topic)
+        self._failures: List[str] = []
+        self._state = WriterState(resume_offset)
+        self._produced = METRICS.records_produced.labels(topic)
+        self._errors = METRICS.produce_errors.labels(topic)
+        self._producer = Producer(client_config(settings, **producer_config))
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self._produced.inc()
+            self._state.acknowledged(msg.offset())
+        else:
+            self._errors.inc()
+            self._failures.append(err.str())
+
+    def _produce(self, records: Iterable[Record]) -> None:
+        produce = self._producer.produce
+        topic, partition, on_delivery = self._topic, self._partition, self._on_delivery
+        closed_at, render = self._closed_at, self._render
+        for key, value, ident, closed in records:
+            if closed is not None:
+                closed_at.append(closed)
+            if value.__class__ is tuple:
+                value = render(key, *value)
+            while True:
+                try:
+                    produce(topic, value, key, partition=partition, on_delivery=on_delivery,
+                            headers=[(ID_HEADER, ident)])
+                    break
+                except BufferError:
+                    # Local queue full: let librdkafka send and serve callbacks, then retry.
+                    self._queue_full.inc()
+                    self._producer.poll(0.1)
+                except KafkaException as exc:
+                    # e.g. the transaction can only be aborted after a failed delivery
+                    self._producer.poll(0)
+                    self._check_failures()
+                    stop(f"producing to {topic}[{partition}] failed: {exc.args[0].str()}; "
+                         "a restart resumes from the last snapshot")
+        self._producer.poll(0)
+        self._check_failures()
+
+    def _check_failures(self) -> None:
+        if self._failures:
+            stop(
+                f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
+                f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
+                "the last snapshot"
+            )
+
+    def _flush(self) -> None:
+        while self._producer.flush(5.0) > 0:
+            log.warning("waiting for Kafka to acknowledge %d record(s) to %s[%d]",
+                        len(self._producer), self._topic, self._partition)
+        self._check_failures()
+
+    def _observe_emitted(self) -> None:
+        """The records are readable now: how long after their windows could close."""
+        if self._closed_at:
+            if self._emit_delay is not None:
+                now = time.time()
+                for closed in self._closed_at:
+                    self._emit_delay.observe(now - closed)
+            self._closed_at = []
+
+
+class _FlushingPartition(_Partition):
+    """At-least-once: idempotent producer, everything acknowledged before an epoch's snapshot."""
+
+    def __init__(self, settings, topic, partition, resume_offset, render, output):
+        super().__init__(settings, topic, partition, resume_offset, render, output,
+                         PRODUCER_CONFIG)
+
+    def write_batch(self, values: List[List[Record]]) -> None:
+        self._produce(chain.from_iterable(values))
+
+    def snapshot(self) -> Optional[int]:
+        self._flush()
+        self._observe_emitted()
+        return self._state.snapshot()
+
+    def close(self) -> None:
+        self._flush()
+
+
+class _TransactionalPartition(_Partition):
+    def __init__(self, settings, topic, partition, resume_offset, render, output):
+        super().__init__(settings, topic, partition, resume_offset, render, output, {
+            "transactional.id": f"clickstream-{topic}-{partition}",
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            **PRODUCER_CONFIG,
+        })
+        self._call("init_transactions", METADATA_TIMEOUT_S * 6)
+        # After init_transactions a predecessor's open transaction is aborted, so the read-back
+        # below sees exactly what is committed.
+        # resume_offset is None only without recovery: then nothing is ever resumed.
+        if resume_offset is not None:
+            already_written = self._read_back(settings, resume_offset)
+            if already_written:
+                log.warning("%s[%d]: %d record(s) committed after the last snapshot will not be "
+                            "written again", topic, partition, len(already_written))
+                self._state = WriterState(resume_offset, already_written)
+        self._in_transaction = False
+        self._began = 0.0  # monotonic time the open transaction began
+        self._last_write = 0.0  # monotonic time of the last write_batch with records
+        self._commit_interval_s = settings.commit_interval_ms / 1000
+        self._suppressed = METRICS.duplicates_suppressed.labels(topic)
+
+    def _call(self, method: str, timeout: Optional[float]) -> None:
+        """A transactional call, retried while Kafka says it is retriable (broker restarting)."""
+        deadline = time.monotonic() + (timeout or 10.0)
+        while True:
+            try:
+                call = getattr(self._producer, method)
+                call() if timeout is None else call(timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                stop(f"{method} on {self._topic}[{self._partition}] failed: {error.str()}; "
+                     "a restart resumes from the last snapshot")
+
+    def _read_back(self, settings: Settings, start: int) -> Set[str]:
+        consumer = Consumer(client_config(
+            settings, **{"group.id": "clickstream-sink-readback", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True}))
+        tp = TopicPartition(self._topic, self._partition)
+        try:
+            _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+            seen: Set[str] = set()
+            if start >= end:
+                return seen
+            consumer.assign([TopicPartition(self._topic, self._partition, start)])
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for msg in consumer.consume(10000, 1.0):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            return seen
+                        stop(f"reading back {self._topic}[{self._partition}] failed: {err.str()}")
+                    ident = dict(msg.headers() or ()).get(ID_HEADER)
+                    if ident is not None:
+                        key = msg.key()
+                        seen.add(identity(key.decode() if key else None, ident.decode()))
+                    if msg.offset() >= end - 1:
+                        return seen
+                if consumer.position([tp])[0].offset >= end:
+                    return seen
+            stop(f"reading back {self._topic}[{self._partition}] from offset {start} took over 120 s")
+        finally:
+            consumer.close()
+
+    def write_batch(self, values: List[List[Record]]) -> None:
+        records = list(chain.from_iterable(values))
+        count = len(records)
+        records = self._state.unwritten(records)
+        if len(records) < count:
+            self._suppressed.inc(count - len(records))
+        if not records:
+            return
+        now = time.monotonic()
+        # After a quiet spell (a trickle of idle closes) the next write may be far off too.
+        quiet = now - self._last_write >= self._commit_interval_s
+        self._last_write = now
+        if not self._in_transaction:
+            self._call("begin_transaction", None)
+            self._in_transaction = True
+            self._began = now
+        self._produce(records)
+        if self._commit_interval_s and (quiet or now - self._began >= self._commit_interval_s):
+            # Readable sooner than at the end of the epoch (README, Guarantees: the price).
+            self._commit()
+
+    def snapshot(self) -> Optional[int]:
+        if self._in_transaction:
+            self._commit()
+        return self._state.snapshot()
+
+    def _commit(self) -> None:
+        # commit_transaction flushes first; a failed delivery shows up in the reports.
+        self._call("commit_transaction", COMMIT_TIMEOUT_S)
+        self._in_transaction = False
+        self._check_failures()
+        self._observe_emitted()
+
+    def close(self) -> None:
+        if self._in_transaction:
+            self._commit()

@@ -1,0 +1,184 @@
+"""The click source: one consumer per input partition, values parsed per batch.
+
+Offsets live in the recovery snapshot (`snapshot()` returns the next offset to read); after
+each snapshot they are also committed to the consumer group, for the standard lag tools and
+for `io.watchers.ClusterProgress`, never to resume from. Valid events leave grouped by user
+shard, malformed messages as dead-letter records, both per batch.
+"""
+
+import logging
+from typing import Dict, List, Optional
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from clickstream.core.deadletters import MALFORMED, dead_letter
+from clickstream.core.events import MalformedEvent, parse_event
+from clickstream.core.records import DEAD_LETTERS, Record, dead_letter_ident
+from clickstream.core.shards import USER_SHARD_KEYS, dead_letter_partition, shard_of
+from clickstream.core.times import NEVER
+from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config, topic_partitions
+from clickstream.runtime.exits import stop
+from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.progress import IDLE_CLOCK, IdleClock
+from clickstream.runtime.settings import Settings
+
+log = logging.getLogger("clickstream.source")
+
+BATCH_SIZE = 5000
+
+
+class ClickPartition(StatefulSourcePartition):
+    def __init__(self, settings: Settings, partition: int, resume_offset: Optional[int],
+                 clock: IdleClock, batch_size: int, dlq_partition: int = 0):
+        self._topic = settings.input_topic
+        self._dlq_partition = dlq_partition
+        self._partition = partition
+        self._clock = clock
+        self._batch_size = batch_size
+        self._tp = TopicPartition(self._topic, partition)
+        self._consumer = Consumer(client_config(
+            settings,
+            **{
+                # Offsets are committed to this group after each snapshot, for the standard
+                # lag tools only: recovery always resumes from the snapshot.
+                "group.id": settings.consumer_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # A resume offset that retention already deleted is data loss: say so, do not skip.
+                "auto.offset.reset": "error",
+                "isolation.level": "read_committed",
+                # Prefetch per input partition (librdkafka's default is 64 MiB per consumer,
+                # and we run one consumer per partition): memory, not speed, on a backfill.
+                "queued.max.messages.kbytes": 16384,
+            },
+        ))
+        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=METADATA_TIMEOUT_S)
+        self._high = high  # until a fetch tells a newer end
+        # Next offset to read: the snapshot's, or the log start on a fresh store.
+        self._next = low if resume_offset is None else resume_offset
+        self._end: Optional[int] = high if settings.bounded else None
+        start = OFFSET_BEGINNING if resume_offset is None else resume_offset
+        self._consumer.assign([TopicPartition(self._topic, partition, start)])
+        self._lag_gauge = METRICS.consumer_lag.labels(self._topic, str(partition))
+        self._tp_key = (self._topic, partition)
+        self._done = False
+
+    def next_batch(self) -> list:
+        if self._done or (self._end is not None and self._next >= self._end):
+            self._finish()
+        messages = self._consumer.consume(self._batch_size, 0.001)
+        shards: Dict[str, list] = {}
+        dead: list = []
+        last = None
+        newest = NEVER
+        topic, partition, end = self._topic, self._partition, self._end
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._on_error(err)
+                continue
+            offset = msg.offset()
+            if end is not None and offset >= end:
+                self._done = True
+                break
+            last = offset
+            value = msg.value()
+            try:
+                event = parse_event(value, partition, offset)
+            except MalformedEvent as exc:
+                dead.append(Record(None, dead_letter(MALFORMED, str(exc), topic, partition,
+                                                     offset, value),
+                                   dead_letter_ident(partition, offset), None))
+                continue
+            if event.ts > newest:
+                newest = event.ts
+            key = USER_SHARD_KEYS[shard_of(event.user_id)]
+            bucket = shards.get(key)
+            if bucket is None:
+                shards[key] = [event]
+            else:
+                bucket.append(event)
+        if last is not None:
+            self._next = last + 1
+            METRICS.events_consumed.inc(sum(map(len, shards.values())) + len(dead))
+            if dead:
+                METRICS.events_malformed.inc(len(dead))
+            if shards:
+                METRICS.watermark.observe(self._tp_key, newest)
+        elif end is not None:
+            # Transaction markers take offsets but are never delivered: trust the position.
+            position = self._consumer.position([self._tp])[0].offset
+            if position >= end:
+                self._done = True
+        if end is not None and self._next >= end:
+            self._done = True
+        self._report_lag()
+        items: list = list(shards.items())
+        if dead:
+            items.append((DEAD_LETTERS, (self._dlq_partition, dead)))
+        return items
+
+    def _report_lag(self) -> None:
+        """Caught up: read up to the partition's end as known from the last fetch (or from
+        the start). An empty poll is not enough: the next fetch may simply be in flight."""
+        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if high >= 0:
+            self._high = high
+        # The position also moves past transaction markers, which are never delivered.
+        position = self._consumer.position([self._tp])[0].offset
+        lag = max(self._high - max(self._next, position), 0)
+        self._lag_gauge.set(lag)
+        self._clock.report(self._tp_key, lag == 0)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            stop(
+                f"offset {self._next} of {self._topic}[{self._partition}] is no longer on the broker "
+                "(deleted by retention?); refusing to skip data"
+            )
+        if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
+            stop(f"consuming {self._topic}[{self._partition}] failed: {err.str()}")
+        log.warning("consumer %s[%d]: %s (retrying)", self._topic, self._partition, err.str())
+
+    def _finish(self):
+        self._clock.report((self._topic, self._partition), True)
+        raise StopIteration()
+
+    def snapshot(self) -> Optional[int]:
+        try:
+            # The position is past transaction markers too, so a caught-up group shows lag 0.
+            position = self._consumer.position([self._tp])[0].offset
+            committed = self._next if self._end is not None else max(self._next, position)
+            self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, committed)],
+                                  asynchronous=True)
+        except KafkaException as exc:  # lag reporting only: never worth stopping for
+            log.warning("committing offsets of %s[%d] to group failed: %s",
+                        self._topic, self._partition, exc.args[0].str())
+        return self._next
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class ClickSource(FixedPartitionedSource):
+    """Input partitions of the click topic; emits (user_shard, [Event]) and, for malformed
+    messages, (DEAD_LETTERS, (dead-letter partition, [Record])) per batch."""
+
+    def __init__(self, settings: Settings, dlq_partitions: int = 1, clock: IdleClock = IDLE_CLOCK,
+                 batch_size: int = BATCH_SIZE):
+        self._settings = settings
+        self._dlq_partitions = dlq_partitions
+        self._clock = clock
+        self._batch_size = batch_size
+
+    def list_parts(self) -> List[str]:
+        count = topic_partitions(self._settings)[self._settings.input_topic]
+        return [f"{self._settings.input_topic}-{i}" for i in range(count)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> ClickPartition:
+        partition = int(for_part.rpartition("-")[2])
+        return ClickPartition(self._settings, partition, resume_state, self._clock,
+                              self._batch_size, dead_letter_partition(partition, self._dlq_partitions))

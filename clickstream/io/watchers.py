@@ -1,0 +1,92 @@
+"""Threads that watch the cluster's input from outside the dataflow: new input partitions,
+and whether every process has caught up (which the idle clock waits for)."""
+
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config
+from clickstream.runtime.exits import RESTART_STATUS, stop
+from clickstream.runtime.progress import IDLE_CLOCK, IdleClock
+from clickstream.runtime.settings import Settings
+
+log = logging.getLogger("clickstream.watchers")
+
+
+class PartitionWatcher(threading.Thread):
+    """Notices partitions added to the input topic while the dataflow runs (Bytewax fixes its
+    source partitions at start; Flink discovers new ones, so should we).
+
+    On a change the process exits with RESTART_STATUS: its supervisor (clickstream.cluster, or
+    Kubernetes) starts it again, the assignment is rebuilt from the new partition list and the
+    dataflow resumes from its recovery store, the new partitions from their first offset.
+    Exactly-once output makes the restart invisible downstream.
+    """
+
+    def __init__(self, settings: Settings, partitions: int):
+        super().__init__(name="clickstream-partition-watcher", daemon=True)
+        self._settings = settings
+        self._partitions = partitions
+
+    def run(self) -> None:
+        admin = AdminClient(client_config(self._settings))
+        topic = self._settings.input_topic
+        while True:
+            time.sleep(self._settings.partition_check_ms / 1000)
+            try:
+                meta = admin.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+            except KafkaException:
+                continue  # the broker is away; the consumers report what matters
+            if meta is not None and meta.partitions and len(meta.partitions) > self._partitions:
+                stop(f"input topic {topic} now has {len(meta.partitions)} partitions (was "
+                     f"{self._partitions}); restarting to read them all", RESTART_STATUS)
+
+
+class ClusterProgress(threading.Thread):
+    """In a cluster, the idle clock may only run when *every* process has caught up.
+
+    A process knows only its own partitions; another one may still be replaying a backlog
+    whose events will reach this process's windows. The processed offsets every process
+    commits to the consumer group at each snapshot tell: this thread compares them with the
+    partitions' end offsets every second and reports the whole input as one more "partition"
+    to the idle clock. It errs late, never early: offsets are committed once per snapshot.
+    """
+
+    def __init__(self, settings: Settings, partitions: int, clock: IdleClock = IDLE_CLOCK,
+                 interval_s: float = 1.0):
+        super().__init__(name="clickstream-cluster-progress", daemon=True)
+        self._settings = settings
+        self._partitions = partitions
+        self._clock = clock
+        self._interval = interval_s
+        self._clock.report(self._KEY, False)  # not caught up until shown to be
+
+    _KEY = ("cluster", -1)
+
+    def caught_up(self, admin: AdminClient, consumer: Consumer) -> bool:
+        topic = self._settings.input_topic
+        wanted = [TopicPartition(topic, p) for p in range(self._partitions)]
+        request = ConsumerGroupTopicPartitions(self._settings.consumer_group, wanted)
+        result = admin.list_consumer_group_offsets([request])[self._settings.consumer_group]
+        committed = {tp.partition: tp.offset for tp in result.result(timeout=METADATA_TIMEOUT_S)
+                     .topic_partitions}
+        for tp in wanted:
+            _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+            if committed.get(tp.partition, -1) < end:
+                return False
+        return True
+
+    def run(self) -> None:
+        admin = AdminClient(client_config(self._settings))
+        consumer = Consumer(client_config(self._settings, **{"group.id": "clickstream-progress"}))
+        while True:
+            try:
+                caught_up = self.caught_up(admin, consumer)
+            except Exception as exc:  # the broker is away: assume a backlog
+                log.debug("cluster progress unknown: %s", exc)
+                caught_up = False
+            self._clock.report(self._KEY, caught_up)
+            time.sleep(self._interval)

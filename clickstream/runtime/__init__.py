@@ -1,0 +1,1 @@
+"""The process around the dataflow: settings, exits, progress clocks, metrics, recovery, supervisor."""

@@ -1,0 +1,83 @@
+"""How far the input has come: the idle clock that closes windows of quiet keys, and the
+event-time watermark that the event-time lag metric reads."""
+
+import threading
+import time
+from typing import Any, Callable, Dict
+
+from clickstream.core.times import NEVER
+
+class IdleClock:
+    """Milliseconds of system time during which this process's input was caught up.
+
+    Sources report per partition whether they have read everything fetched so far
+    (`report`). The clock runs only while every reporting partition is caught up, so idle
+    closing means "the input is really idle", never "a backlog is still being replayed",
+    and a process that was down does not come back with its downtime counted as idleness.
+    The clock stands still from start until the first partition reports, so restored windows
+    never close in the moment before the sources have looked at their backlog; a process that
+    reads no partition at all (more processes than partitions) starts it after `grace_s`.
+    """
+
+    _STARTING = object()
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, grace_s: float = 10.0):
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._lagging: set = {self._STARTING}
+        self._elapsed = 0.0
+        self._last = self._started = monotonic()
+        self._grace = grace_s
+
+    def report(self, partition: Any, caught_up: bool) -> None:
+        with self._lock:
+            self._tick()
+            self._lagging.discard(self._STARTING)
+            if caught_up:
+                self._lagging.discard(partition)
+            else:
+                self._lagging.add(partition)
+
+    def now_ms(self) -> int:
+        with self._lock:
+            self._tick()
+            return int(self._elapsed * 1000)
+
+    def _tick(self) -> None:
+        now = self._monotonic()
+        if self._STARTING in self._lagging and now - self._started >= self._grace:
+            self._lagging.discard(self._STARTING)
+            self._last = max(self._last, self._started + self._grace)
+        if not self._lagging:
+            self._elapsed += now - self._last
+        self._last = now
+
+
+IDLE_CLOCK = IdleClock()
+
+
+class EventTimeWatermark:
+    """This process's event-time progress, for `clickstream_event_time_lag_seconds`.
+
+    Per input partition the newest event time read; the process's watermark is the oldest of
+    those minus the allowed lateness (Flink's rule for a source with several partitions).
+    Read at scrape time, so the lag keeps growing when the input stalls.
+    """
+
+    def __init__(self, lateness_s: float = 0.0, clock: Callable[[], float] = time.time):
+        self._newest: Dict[object, int] = {}
+        self._lock = threading.Lock()
+        self.lateness_s = lateness_s
+        self._clock = clock
+
+    def observe(self, partition, newest_ms: int) -> None:
+        with self._lock:
+            if newest_ms > self._newest.get(partition, NEVER):
+                self._newest[partition] = newest_ms
+
+    def lag_seconds(self) -> float:
+        with self._lock:
+            if not self._newest:
+                return 0.0
+            watermark_s = min(self._newest.values()) / 1000 - self.lateness_s
+        return max(self._clock() - watermark_s, 0.0)

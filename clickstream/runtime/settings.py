@@ -1,0 +1,172 @@
+"""Service settings: one frozen object read from the environment, checked once at start.
+
+A bad value stops the program before any work with a single line that names the variable
+(`SettingsError`); `dataflows/clickstream.py` prints that line and exits 2, no traceback.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+DEFAULTS = {
+    "CLICKSTREAM_BROKERS": "127.0.0.1:9092",
+    "CLICKSTREAM_INPUT_TOPIC": "website-clicks",
+    "CLICKSTREAM_USER_TOPIC": "user-metrics",
+    "CLICKSTREAM_PAGE_TOPIC": "page-metrics",
+    "CLICKSTREAM_DLQ_TOPIC": "clickstream-dlq",
+    "CLICKSTREAM_WINDOW_SECONDS": "5",
+    "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10",
+    "CLICKSTREAM_BOUNDED": "",
+    "CLICKSTREAM_DELIVERY": "exactly-once",
+    "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
+    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0",
+    "CLICKSTREAM_FRESH_START": "",
+    "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
+    "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
+    "CLICKSTREAM_RECOVERY_LAYOUT": "shared",
+}
+KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
+SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
+
+
+class SettingsError(ValueError):
+    """A setting is unusable; str() is one line naming it."""
+
+
+# The topic settings and the Settings field each one fills.
+TOPIC_SETTINGS = (("CLICKSTREAM_INPUT_TOPIC", "input_topic"), ("CLICKSTREAM_USER_TOPIC", "user_topic"),
+                  ("CLICKSTREAM_PAGE_TOPIC", "page_topic"), ("CLICKSTREAM_DLQ_TOPIC", "dlq_topic"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings, checked; `from_env({})` gives the defaults (DEFAULTS above)."""
+
+    brokers: Tuple[str, ...]
+    input_topic: str
+    user_topic: str
+    page_topic: str
+    dlq_topic: str
+    window_ms: int
+    lateness_ms: int
+    bounded: bool
+    exactly_once: bool
+    transaction_timeout_ms: int
+    commit_interval_ms: int  # exactly-once: also commit while records flow; 0: per epoch
+    fresh_start: bool
+    consumer_group: str
+    partition_check_ms: int  # 0: do not watch the input topic for new partitions
+    recovery_per_process: bool  # each process has its own recovery directory
+    # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
+    kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(self.brokers)
+
+    @property
+    def output_topics(self) -> Tuple[str, str, str]:
+        return (self.user_topic, self.page_topic, self.dlq_topic)
+
+    def topics(self) -> Tuple[Tuple[str, str], ...]:
+        """(setting name, topic) of every topic the service reads or writes."""
+        return tuple((name, getattr(self, attr)) for name, attr in TOPIC_SETTINGS)
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(name, DEFAULTS[name]).strip()
+
+        brokers = tuple(b.strip() for b in get("CLICKSTREAM_BROKERS").split(",") if b.strip())
+        if not brokers:
+            raise SettingsError("CLICKSTREAM_BROKERS is empty; give host:port[,host:port...]")
+        for broker in brokers:
+            host, _, port = broker.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError(f"CLICKSTREAM_BROKERS entry {broker!r} is not host:port")
+        topics = {attr: _topic_name(name, get(name)) for name, attr in TOPIC_SETTINGS}
+        window_ms = _seconds_to_ms("CLICKSTREAM_WINDOW_SECONDS", get("CLICKSTREAM_WINDOW_SECONDS"))
+        if window_ms <= 0:
+            raise SettingsError("CLICKSTREAM_WINDOW_SECONDS must be greater than 0")
+        lateness_ms = _seconds_to_ms(
+            "CLICKSTREAM_ALLOWED_LATENESS_SECONDS", get("CLICKSTREAM_ALLOWED_LATENESS_SECONDS")
+        )
+        if lateness_ms < 0:
+            raise SettingsError("CLICKSTREAM_ALLOWED_LATENESS_SECONDS must not be negative")
+        delivery = get("CLICKSTREAM_DELIVERY").lower()
+        if delivery not in ("exactly-once", "at-least-once"):
+            raise SettingsError(
+                f"CLICKSTREAM_DELIVERY={delivery!r} is not exactly-once or at-least-once")
+        timeout_ms = _seconds_to_ms("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS",
+                                    get("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS"))
+        if not 1000 <= timeout_ms <= 900_000:
+            raise SettingsError("CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS must be between 1 and 900 "
+                                "(the broker's transaction.max.timeout.ms)")
+        commit_interval_ms = _seconds_to_ms("CLICKSTREAM_COMMIT_INTERVAL_SECONDS",
+                                            get("CLICKSTREAM_COMMIT_INTERVAL_SECONDS"))
+        if commit_interval_ms < 0:
+            raise SettingsError("CLICKSTREAM_COMMIT_INTERVAL_SECONDS must not be negative")
+        partition_check_ms = _seconds_to_ms("CLICKSTREAM_PARTITION_CHECK_SECONDS",
+                                            get("CLICKSTREAM_PARTITION_CHECK_SECONDS"))
+        if partition_check_ms < 0:
+            raise SettingsError("CLICKSTREAM_PARTITION_CHECK_SECONDS must not be negative")
+        layout = get("CLICKSTREAM_RECOVERY_LAYOUT").lower()
+        if layout not in ("shared", "per-process"):
+            raise SettingsError(f"CLICKSTREAM_RECOVERY_LAYOUT={layout!r} is not shared or per-process")
+        kafka = tuple(sorted(
+            (name[len(KAFKA_PREFIX):].lower().replace("_", "."), value)
+            for name, value in env.items() if name.startswith(KAFKA_PREFIX) and value
+        ))
+        return cls(
+            brokers=brokers,
+            **topics,
+            window_ms=window_ms,
+            lateness_ms=lateness_ms,
+            bounded=_flag(env, "CLICKSTREAM_BOUNDED"),
+            exactly_once=delivery == "exactly-once",
+            transaction_timeout_ms=timeout_ms,
+            commit_interval_ms=commit_interval_ms,
+            fresh_start=_flag(env, "CLICKSTREAM_FRESH_START"),
+            consumer_group=get("CLICKSTREAM_CONSUMER_GROUP") or DEFAULTS["CLICKSTREAM_CONSUMER_GROUP"],
+            partition_check_ms=partition_check_ms,
+            recovery_per_process=layout == "per-process",
+            kafka=kafka,
+        )
+
+    def redact(self, text: str) -> str:
+        """`text` with the value of every secret-looking Kafka property masked."""
+        for name, value in self.kafka:
+            if any(word in name for word in SECRET_WORDS) and len(value) >= 3:
+                text = text.replace(value, "***")
+        return text
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, DEFAULTS[name]).strip().lower()
+    if text not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise SettingsError(f"{name}={text!r} is not 1/0 (true/false)")
+    return text in ("1", "true", "yes", "on")
+
+
+def _seconds_to_ms(name: str, text: str) -> int:
+    """Seconds as a decimal number (fractions allowed, e.g. 0.5) to whole milliseconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={text!r} is not a finite number of seconds")
+    ms = round(seconds * 1000)
+    if seconds > 0 and ms == 0:
+        raise SettingsError(f"{name}={text!r} is below one millisecond")
+    return ms
+
+
+def _topic_name(name: str, value: str) -> str:
+    # Kafka's own rule: 1..249 characters of [a-zA-Z0-9._-], not "." or "..".
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or len(value) > 249 or value in (".", "..") or not set(value) <= allowed:
+        raise SettingsError(f"{name}={value!r} is not a valid Kafka topic name")
+    return value

@@ -1,0 +1,1 @@
+"""The Bytewax logic of the window stages: keyed shards, timers, snapshots, tagged outputs."""
