@@ -6,26 +6,31 @@ Per output partition (one sink partition each), in the phases of Flink's Kafka s
   a predecessor that may still be alive and aborts its open transaction.
 - commit: in `snapshot()`, when Bytewax closes the epoch (and, with
   CLICKSTREAM_COMMIT_INTERVAL_SECONDS > 0, also while records flow).
-- snapshot state: an offset of the partition (`sink_state.WriterState`).
-- resume: Bytewax persists its snapshot only after the commit, so a crash in between resumes
-  one epoch back; the partition is read back from the snapshotted offset (read_committed) and
-  re-emitted records whose identity (header `clickstream-id`, with the key) Kafka already holds
-  are not written again. Window contents are a deterministic function of the input.
-The README's Guarantees section describes what this covers and what it does not.
+- commit: every CLICKSTREAM_COMMIT_INTERVAL_SECONDS (a `Committer` thread commits a
+  transaction that old), and in `snapshot()`, when Bytewax closes the epoch.
+- snapshot state: `sink_state.SinkSnapshot`, kept by `sink_state.WriterState`.
+- resume: Kafka may hold records committed after the snapshot a run resumes from. Each
+  record carries its identity in the header `clickstream-id` (with its key); the partition is
+  read back from the snapshot's offset (read_committed), and those identities, with the ones
+  the snapshot still holds as pending, are not written again when the stages re-emit them.
+  `sink_state` states the invariant that makes this exact.
 With `CLICKSTREAM_DELIVERY=at-least-once` the producer is plain idempotent, flushed per epoch.
 """
 
 import logging
+import threading
 import time
+import weakref
 from itertools import chain
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from clickstream.core.records import Record, identity
 from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config
-from clickstream.io.sink_state import WriterState
+from clickstream.io.sink_state import SinkSnapshot, WriterState
+from clickstream.runtime import faults
 from clickstream.runtime.exits import stop
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.settings import Settings
@@ -68,19 +73,21 @@ class RecordSink(FixedPartitionedSink):
     def part_fn(self, item_key: str) -> int:
         return int(item_key)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]):
+    def build_part(self, step_id: str, for_part: str, resume_state):
         partition = int(for_part)
-        if resume_state is None and self._origin is not None:
-            resume_state = self._origin.get(partition)
+        try:
+            resumed, legacy = SinkSnapshot.load(resume_state, (self._origin or {}).get(partition))
+        except ValueError as exc:
+            stop(f"cannot resume {self._topic}[{partition}]: {exc}; start with a new store", 2)
         kind = _TransactionalPartition if self._settings.exactly_once else _FlushingPartition
-        return kind(self._settings, self._topic, partition, resume_state, self._render,
+        return kind(self._settings, self._topic, partition, resumed, legacy, self._render,
                     self._output)
 
 
 class _Partition(StatefulSinkPartition):
     """Shared by both delivery modes: produce with back-pressure, check every report."""
 
-    def __init__(self, settings: Settings, topic: str, partition: int, resume_offset: Optional[int],
+    def __init__(self, settings: Settings, topic: str, partition: int, resumed: SinkSnapshot,
                  render: Optional[Render], output: str, producer_config: dict):
         self._topic = topic
         self._partition = partition
@@ -89,7 +96,7 @@ class _Partition(StatefulSinkPartition):
         self._closed_at: List[float] = []  # of the window records not yet committed / flushed
         self._queue_full = METRICS.producer_queue_full.labels(topic)
         self._failures: List[str] = []
-        self._state = WriterState(resume_offset)
+        self._state = WriterState(resumed)
         self._produced = METRICS.records_produced.labels(topic)
         self._errors = METRICS.produce_errors.labels(topic)
         self._producer = Producer(client_config(settings, **producer_config))
@@ -156,14 +163,13 @@ class _Partition(StatefulSinkPartition):
 class _FlushingPartition(_Partition):
     """At-least-once: idempotent producer, everything acknowledged before an epoch's snapshot."""
 
-    def __init__(self, settings, topic, partition, resume_offset, render, output):
-        super().__init__(settings, topic, partition, resume_offset, render, output,
-                         PRODUCER_CONFIG)
+    def __init__(self, settings, topic, partition, resumed, legacy, render, output):
+        super().__init__(settings, topic, partition, resumed, render, output, PRODUCER_CONFIG)
 
     def write_batch(self, values: List[List[Record]]) -> None:
         self._produce(chain.from_iterable(values))
 
-    def snapshot(self) -> Optional[int]:
+    def snapshot(self) -> SinkSnapshot:
         self._flush()
         self._observe_emitted()
         return self._state.snapshot()
@@ -173,27 +179,32 @@ class _FlushingPartition(_Partition):
 
 
 class _TransactionalPartition(_Partition):
-    def __init__(self, settings, topic, partition, resume_offset, render, output):
-        super().__init__(settings, topic, partition, resume_offset, render, output, {
+    """Exactly-once: a transactional producer whose writes a resume never repeats."""
+
+    def __init__(self, settings, topic, partition, resumed, legacy, render, output):
+        super().__init__(settings, topic, partition, resumed, render, output, {
             "transactional.id": f"clickstream-{topic}-{partition}",
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             **PRODUCER_CONFIG,
         })
         self._call("init_transactions", METADATA_TIMEOUT_S * 6)
         # After init_transactions a predecessor's open transaction is aborted, so the read-back
-        # below sees exactly what is committed.
-        # resume_offset is None only without recovery: then nothing is ever resumed.
-        if resume_offset is not None:
-            already_written = self._read_back(settings, resume_offset)
-            if already_written:
+        # below sees exactly what is committed. read_from is None only without recovery.
+        if resumed.read_from is not None:
+            read_back, end = self._read_back(settings, resumed.read_from)
+            self._state = WriterState(resumed, read_back, end, legacy)
+            if self._state.pending:
                 log.warning("%s[%d]: %d record(s) committed after the last snapshot will not be "
-                            "written again", topic, partition, len(already_written))
-                self._state = WriterState(resume_offset, already_written)
+                            "written again", topic, partition, self._state.pending)
+        self._lock = threading.Lock()  # the producer and the state, shared with the Committer
         self._in_transaction = False
         self._began = 0.0  # monotonic time the open transaction began
-        self._last_write = 0.0  # monotonic time of the last write_batch with records
         self._commit_interval_s = settings.commit_interval_ms / 1000
         self._suppressed = METRICS.duplicates_suppressed.labels(topic)
+        self._pending = METRICS.sink_pending.labels(topic, str(partition))
+        self._pending.set(self._state.pending)
+        if self._commit_interval_s:
+            Committer.for_interval(self._commit_interval_s).add(self)
 
     def _call(self, method: str, timeout: Optional[float]) -> None:
         """A transactional call, retried while Kafka says it is retriable (broker restarting)."""
@@ -211,7 +222,8 @@ class _TransactionalPartition(_Partition):
                 stop(f"{method} on {self._topic}[{self._partition}] failed: {error.str()}; "
                      "a restart resumes from the last snapshot")
 
-    def _read_back(self, settings: Settings, start: int) -> Set[str]:
+    def _read_back(self, settings: Settings, start: int) -> Tuple[Set[str], int]:
+        """Identities of the records from `start` to the partition's end, and that end."""
         consumer = Consumer(client_config(
             settings, **{"group.id": "clickstream-sink-readback", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True}))
@@ -220,7 +232,7 @@ class _TransactionalPartition(_Partition):
             _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
             seen: Set[str] = set()
             if start >= end:
-                return seen
+                return seen, end
             consumer.assign([TopicPartition(self._topic, self._partition, start)])
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -228,53 +240,95 @@ class _TransactionalPartition(_Partition):
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
-                            return seen
+                            return seen, end
                         stop(f"reading back {self._topic}[{self._partition}] failed: {err.str()}")
                     ident = dict(msg.headers() or ()).get(ID_HEADER)
                     if ident is not None:
                         key = msg.key()
                         seen.add(identity(key.decode() if key else None, ident.decode()))
                     if msg.offset() >= end - 1:
-                        return seen
+                        return seen, end
                 if consumer.position([tp])[0].offset >= end:
-                    return seen
+                    return seen, end
             stop(f"reading back {self._topic}[{self._partition}] from offset {start} took over 120 s")
         finally:
             consumer.close()
 
     def write_batch(self, values: List[List[Record]]) -> None:
         records = list(chain.from_iterable(values))
-        count = len(records)
-        records = self._state.unwritten(records)
-        if len(records) < count:
-            self._suppressed.inc(count - len(records))
-        if not records:
-            return
-        now = time.monotonic()
-        # After a quiet spell (a trickle of idle closes) the next write may be far off too.
-        quiet = now - self._last_write >= self._commit_interval_s
-        self._last_write = now
-        if not self._in_transaction:
-            self._call("begin_transaction", None)
-            self._in_transaction = True
-            self._began = now
-        self._produce(records)
-        if self._commit_interval_s and (quiet or now - self._began >= self._commit_interval_s):
-            # Readable sooner than at the end of the epoch (README, Guarantees: the price).
-            self._commit()
+        with self._lock:
+            count = len(records)
+            records = self._state.unwritten(records)
+            if len(records) < count:
+                self._suppressed.inc(count - len(records))
+                self._pending.set(self._state.pending)
+            if not records:
+                return
+            if not self._in_transaction:
+                self._call("begin_transaction", None)
+                self._in_transaction = True
+                self._began = time.monotonic()
+            self._produce(records)
 
-    def snapshot(self) -> Optional[int]:
-        if self._in_transaction:
-            self._commit()
-        return self._state.snapshot()
+    def commit_if_older(self, now: float) -> None:
+        """Commit the open transaction if it began `commit interval` ago (the Committer asks)."""
+        if self._in_transaction and now - self._began >= self._commit_interval_s:
+            with self._lock:
+                if self._in_transaction:
+                    self._commit()
+
+    def snapshot(self) -> SinkSnapshot:
+        with self._lock:
+            if self._in_transaction:
+                self._commit()
+            return self._state.snapshot()
 
     def _commit(self) -> None:
-        # commit_transaction flushes first; a failed delivery shows up in the reports.
+        # commit_transaction flushes first; a failed delivery shows up in the reports, which
+        # the poll serves, so the state knows every offset of the transaction.
         self._call("commit_transaction", COMMIT_TIMEOUT_S)
         self._in_transaction = False
+        self._producer.poll(0)
         self._check_failures()
+        if self._closed_at:
+            faults.reach("after-commit")
         self._observe_emitted()
 
     def close(self) -> None:
-        if self._in_transaction:
-            self._commit()
+        with self._lock:
+            if self._in_transaction:
+                self._commit()
+
+
+class Committer(threading.Thread):
+    """Commits the sink partitions' open transactions once they are a commit interval old, so
+    a record is readable within about that interval of being written, however the writes
+    come (Kafka Streams' commit.interval.ms). One thread per process and interval."""
+
+    _instances: Dict[float, "Committer"] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, interval_s: float):
+        super().__init__(name="clickstream-committer", daemon=True)
+        self._interval = interval_s
+        self._partitions: "weakref.WeakSet[_TransactionalPartition]" = weakref.WeakSet()
+
+    @classmethod
+    def for_interval(cls, interval_s: float) -> "Committer":
+        with cls._guard:
+            committer = cls._instances.get(interval_s)
+            if committer is None:
+                committer = cls._instances[interval_s] = cls(interval_s)
+                committer.start()
+            return committer
+
+    def add(self, partition: "_TransactionalPartition") -> None:
+        self._partitions.add(partition)
+
+    def run(self) -> None:
+        tick = min(self._interval / 4, 0.25)
+        while True:
+            time.sleep(tick)
+            now = time.monotonic()
+            for partition in list(self._partitions):
+                partition.commit_if_older(now)

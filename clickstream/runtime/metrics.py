@@ -27,6 +27,7 @@ class Metrics:
     produce_errors: Counter
     duplicates_suppressed: Counter
     producer_queue_full: Counter
+    sink_pending: Gauge
     consumer_lag: Gauge
     event_time_lag: Gauge
     window_emit_delay: Histogram
@@ -65,6 +66,11 @@ class Metrics:
                 "clickstream_producer_queue_full",
                 "Times a sink waited for deliveries because its local producer queue was full",
                 ["topic"], registry=registry),
+            sink_pending=Gauge(
+                "clickstream_sink_pending_records",
+                "Records Kafka held beyond the snapshot this run resumed from that the stages "
+                "have not emitted again yet (they will not be written twice)",
+                ["topic", "partition"], registry=registry),
             consumer_lag=Gauge(
                 "clickstream_consumer_lag", "Messages behind the partition's end offset",
                 ["topic", "partition"], registry=registry),

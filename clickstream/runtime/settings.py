@@ -19,7 +19,7 @@ DEFAULTS = {
     "CLICKSTREAM_BOUNDED": "",
     "CLICKSTREAM_DELIVERY": "exactly-once",
     "CLICKSTREAM_TRANSACTION_TIMEOUT_SECONDS": "120",
-    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0",
+    "CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1",
     "CLICKSTREAM_FRESH_START": "",
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
     "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
@@ -52,7 +52,7 @@ class Settings:
     bounded: bool
     exactly_once: bool
     transaction_timeout_ms: int
-    commit_interval_ms: int  # exactly-once: also commit while records flow; 0: per epoch
+    commit_interval_ms: int  # exactly-once: commit open transactions this old; 0: per epoch only
     fresh_start: bool
     consumer_group: str
     partition_check_ms: int  # 0: do not watch the input topic for new partitions

@@ -1,14 +1,20 @@
 """The exactly-once sink's pieces that need no broker: partition routing and its bookkeeping
-(`WriterState`), table-driven and as a Hypothesis property."""
+(`WriterState`, `SinkSnapshot`), table-driven."""
+
+import pickle
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from clickstream.core.records import Record, identity
 from clickstream.io.sink import RecordSink
-from clickstream.io.sink_state import SKEW_EPOCHS, WriterState
+from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime.settings import Settings
+
+WINDOW = (0, 5000, [1])
+
+
+def window(key: str, start: int = 0) -> Record:
+    return Record(key, (start, start + 5000, [1]), str(start), 1.0)
 
 
 def test_sink_partition_is_the_one_the_window_stage_picked():
@@ -17,61 +23,77 @@ def test_sink_partition_is_the_one_the_window_stage_picked():
     assert sink.part_fn("16") == 16
 
 
-# (resume offset, acknowledged offsets per epoch) -> snapshot after each epoch
+# (resumed from, read back to, acknowledged offsets per epoch) -> read_from of each snapshot
 SNAPSHOT_CASES = [
-    ("fresh store, nothing written", None, [[], []], [None, None]),
-    ("resumed, nothing written: the resume offset stays", 7, [[], [], [], []], [7, 7, 7, 7]),
-    ("reaches back SKEW_EPOCHS snapshots", 0, [[0, 1], [2], [3, 4], [5], [6]], [0, 0, 0, 2, 3]),
-    ("an epoch without writes marks the end so far", 0, [[0, 1], [], [], []], [0, 0, 0, 2]),
-    ("acknowledgements out of order: the lowest counts", 10, [[12, 10, 11], [14, 13]],
-     [10, 10]),
+    ("fresh store, nothing written", SinkSnapshot(None), None, [[], []], [None, None]),
+    ("origin, nothing written: the origin stays", SinkSnapshot(7), None, [[], []], [7, 7]),
+    ("the offset after the last acknowledged record", SinkSnapshot(0), None,
+     [[0, 1], [2], [3, 4]], [2, 3, 5]),
+    ("acknowledgements out of order: the highest counts", SinkSnapshot(10), None,
+     [[12, 10, 11], [14, 13]], [13, 15]),
+    ("records read back lie before the first snapshot's offset", SinkSnapshot(3), 9,
+     [[], [9, 10]], [9, 11]),
 ]
 
 
-@pytest.mark.parametrize("name, resume, epochs, snapshots", SNAPSHOT_CASES,
+@pytest.mark.parametrize("name, resumed, read_back_end, epochs, read_from", SNAPSHOT_CASES,
                          ids=[c[0] for c in SNAPSHOT_CASES])
-def test_snapshot_offsets(name, resume, epochs, snapshots):
-    state = WriterState(resume)
+def test_snapshot_offsets(name, resumed, read_back_end, epochs, read_from):
+    state = WriterState(resumed, read_back_end=read_back_end)
     got = []
     for offsets in epochs:
         for offset in offsets:
             state.acknowledged(offset)
-        got.append(state.snapshot())
-    assert got == snapshots
+        got.append(state.snapshot().read_from)
+    assert got == read_from
 
 
-def test_records_kafka_already_holds_are_not_written_again():
-    window = (0, 5000, [1])
-    records = [Record("u1", window, "0", 1.0), Record("u2", window, "0", 1.0),
-               Record(None, b"{}", "0:5", None), Record(None, b"{}", "0:6", None)]
-    state = WriterState(0, {identity("u1", "0"), identity(None, "0:6")})
+def test_records_kafka_already_holds_are_not_written_again_and_leave_the_pending_set():
+    records = [window("u1"), window("u2"), Record(None, b"{}", "0:5", None),
+               Record(None, b"{}", "0:6", None)]
+    state = WriterState(SinkSnapshot(0, frozenset({identity("u1", "0")})),
+                        read_back={identity(None, "0:6")}, read_back_end=4)
+    assert state.pending == 2
+    assert state.snapshot().pending == {identity("u1", "0"), identity(None, "0:6")}
     assert state.unwritten(records) == [records[1], records[2]]
-    assert WriterState(0).unwritten(records) == records
+    assert state.pending == 0 and state.snapshot() == SinkSnapshot(4)
+    assert state.unwritten(records) == records
+    assert WriterState(SinkSnapshot(0)).unwritten(records) == records
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 2), max_size=5), min_size=1, max_size=12),
-       st.integers(0, SKEW_EPOCHS - 1))
-def test_a_snapshot_is_at_or_before_every_record_of_the_epochs_it_may_replay(epochs, skew):
-    """Records of epoch e may be written (and acknowledged) up to `skew` < SKEW_EPOCHS epochs
-    before snapshot e is taken, by a worker running ahead; a resume from snapshot e replays
-    from epoch e + 1 on. The snapshot offset must not be past any record of those epochs."""
-    offsets, next_offset = [], 0
-    for writes in epochs:  # offsets written in each epoch, in order
-        offsets.append(list(range(next_offset, next_offset + len(writes))))
-        next_offset += len(writes)
-    state = WriterState(0)
-    snapshots = []
-    for e in range(len(epochs)):
-        # before snapshot e: everything of epochs up to e + skew has been acknowledged
-        for ahead in range(e, min(e + skew, len(epochs) - 1) + 1):
-            for offset in offsets[ahead]:
-                state.acknowledged(offset)
-            offsets[ahead] = []
-        snapshots.append(state.snapshot())
-    starts = [[o for o in range(sum(map(len, epochs[:e])), sum(map(len, epochs[:e + 1])))]
-              for e in range(len(epochs))]
-    for e, snapshot in enumerate(snapshots):
-        replayed = [o for later in starts[e + 1:] for o in later]
-        assert snapshot is not None
-        assert all(snapshot <= o for o in replayed)
+def test_pending_identities_outlive_snapshots_until_they_are_emitted_again():
+    """The defect of version 1: a record committed after the snapshot a run resumed from is
+    suppressed in that run, but a second resume must still know it, however far its offset."""
+    first = WriterState(SinkSnapshot(0), read_back={identity("u", "0")}, read_back_end=1)
+    for offset in range(1, 50):  # other records, many epochs
+        first.unwritten([window(f"v{offset}")])
+        first.acknowledged(offset)
+        snapshot = first.snapshot()
+    assert snapshot.read_from == 50 and snapshot.pending == {identity("u", "0")}
+    second = WriterState(pickle.loads(pickle.dumps(snapshot)), read_back=(), read_back_end=50)
+    assert second.unwritten([window("u")]) == []
+    assert second.snapshot() == SinkSnapshot(50)
+
+
+def test_a_version_1_offset_is_read_back_but_not_carried_on():
+    resumed, legacy = SinkSnapshot.load(12)
+    assert resumed == SinkSnapshot(12) and legacy
+    state = WriterState(resumed, read_back={identity("u", "0")}, read_back_end=20, legacy=True)
+    assert state.pending == 1 and state.snapshot() == SinkSnapshot(20)
+    assert state.unwritten([window("u")]) == []
+
+
+@pytest.mark.parametrize("stored, origin, expected", [
+    (None, None, (SinkSnapshot(None), False)),
+    (None, 5, (SinkSnapshot(5), False)),
+    (SinkSnapshot(3, frozenset({"x"})), 5, (SinkSnapshot(3, frozenset({"x"})), False)),
+])
+def test_load(stored, origin, expected):
+    assert SinkSnapshot.load(stored, origin) == expected
+
+
+@pytest.mark.parametrize("stored, words", [
+    ("garbage", "(str;"), (SinkSnapshot(1, version=3), "(version 3;"), (True, "(bool;")])
+def test_a_sink_state_of_an_unknown_format_is_refused(stored, words):
+    with pytest.raises(ValueError, match=r"sink state of a format .*" + words.replace("(", r"\(")):
+        SinkSnapshot.load(stored)

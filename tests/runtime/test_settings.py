@@ -12,7 +12,7 @@ def test_defaults_are_the_spec_defaults():
                                           "page-metrics", "clickstream-dlq", 5000, 10000, False)
     assert (s.exactly_once, s.transaction_timeout_ms, s.commit_interval_ms, s.fresh_start,
             s.consumer_group, s.partition_check_ms, s.recovery_per_process, s.kafka) == (
-        True, 120000, 0, False, "clickstream", 10000, False, ())
+        True, 120000, 100, False, "clickstream", 10000, False, ())
     assert s.bootstrap_servers == "127.0.0.1:9092"
 
 
@@ -28,7 +28,8 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_BOUNDED": "0"}, "bounded", False),
     ({"CLICKSTREAM_BOUNDED": ""}, "bounded", False),
     ({"CLICKSTREAM_INPUT_TOPIC": "my.topic_1-x"}, "input_topic", "my.topic_1-x"),
-    ({}, "commit_interval_ms", 0),
+    ({}, "commit_interval_ms", 100),
+    ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"}, "commit_interval_ms", 0),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1"}, "commit_interval_ms", 100),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.25"}, "commit_interval_ms", 250),
 ])
