@@ -48,8 +48,13 @@ test-unit: $(VENV)/.installed ## tests that need no broker
 test-integration: $(VENV)/.installed ## tests on the real broker only
 	$(PY) -m pytest -q -m integration
 
-soak: $(VENV)/.installed ## long chaos run: 30 SIGKILLs over 1M events, exactly once (~10 min)
+SOAK_CLUSTER_RUNS ?= 50
+
+soak: $(VENV)/.installed ## long chaos runs: 30 SIGKILLs over 1M events, a storm of 100, the new-partition cluster test 50 times
 	CLICKSTREAM_SOAK=1 $(PY) -m pytest -q -s -m soak
+	for i in $$(seq $(SOAK_CLUSTER_RUNS)); do echo "cluster run $$i"; \
+	  $(PY) -m pytest -q -x -p no:cacheprovider tests/integration/test_cluster.py \
+	    -k a_partition_added_while_running_is_picked_up || exit 1; done
 
 bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL (BENCH_EVENTS, BENCH_REPEATS)
 	scripts/kafka.sh up

@@ -107,9 +107,10 @@ def main(argv=None) -> int:
         rate = int(one["steady_rate"] / 2)
         print(f"latency: live at {rate:,} events/s (half of ours at 1 process) ...", flush=True)
         live = latency.measure(args.brokers, rate, args.snapshot)
-        print("latency: again with CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0.1 (opt-in) ...", flush=True)
-        live["commit_interval_0.1"] = latency.measure(
-            args.brokers, rate, args.snapshot, {"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1"})
+        print("latency: again with per-epoch commits (CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0) ...",
+              flush=True)
+        live["per_epoch"] = latency.measure(
+            args.brokers, rate, args.snapshot, {"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"})
     mem = None
     if not args.skip_memory:
         print("memory: 1,000,000 users in open windows ...", flush=True)
@@ -189,15 +190,19 @@ def targets(summary, best, live, mem) -> list:
     if eos and alos:
         rows.append({"target": "exactly-once / at-least-once (cost, no goal)", "goal": None,
                      "value": eos["steady_rate"] / alos["steady_rate"], "met": None})
+    per_epoch = summary.get("ours, 1 process, per-epoch commits")
+    if eos and per_epoch:
+        rows.append({"target": "default (commits every 0.1 s) / per-epoch commits", "goal": 0.9,
+                     "value": eos["steady_rate"] / per_epoch["steady_rate"],
+                     "met": eos["steady_rate"] / per_epoch["steady_rate"] >= 0.9})
     if live:
-        rows.append({"target": "p99 emit latency, ms (default: commit per epoch)", "goal": 250,
+        rows.append({"target": "p99 emit latency, ms (default: commits every 0.1 s)", "goal": 250,
                      "value": live["p99_ms"],
                      "met": live["p99_ms"] is not None and live["p99_ms"] <= 250})
-        fast = live.get("commit_interval_0.1")
-        if fast:
-            rows.append({"target": "p99 emit latency, ms (opt-in commit interval 0.1 s)",
-                         "goal": 250, "value": fast["p99_ms"],
-                         "met": fast["p99_ms"] is not None and fast["p99_ms"] <= 250})
+        slow = live.get("per_epoch")
+        if slow:
+            rows.append({"target": "p99 emit latency, ms (per-epoch commits, no goal)",
+                         "goal": None, "value": slow["p99_ms"], "met": None})
     if mem:
         rows.append({"target": "peak RSS with 1M users, MiB", "goal": 1024,
                      "value": mem["peak_rss_mib"], "met": mem["peak_rss_mib"] <= 1024})
@@ -224,10 +229,10 @@ def render(report) -> str:
         lines += ["", f"Latency, live at {lat['rate']:,} events/s for {lat['seconds']} s: "
                       f"window close to readable p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms "
                       f"({lat['windows']:,} windows; {lat['method']})"]
-        fast = lat.get("commit_interval_0.1")
-        if fast:
-            lines += [f"With CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0.1 (opt-in): p50 "
-                      f"{fast['p50_ms']:.0f} ms, p99 {fast['p99_ms']:.0f} ms ({fast['windows']:,} windows)"]
+        slow = lat.get("per_epoch")
+        if slow:
+            lines += [f"With per-epoch commits (CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0): p50 "
+                      f"{slow['p50_ms']:.0f} ms, p99 {slow['p99_ms']:.0f} ms ({slow['windows']:,} windows)"]
     if report["memory"]:
         mem = report["memory"]
         lines += ["", f"Memory: peak RSS {mem['peak_rss_mib']:,.0f} MiB with {mem['users']:,} "

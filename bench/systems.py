@@ -40,13 +40,21 @@ class System:
     unavailable: Optional[str] = None  # why it cannot run, once setup failed
 
 
-def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once") -> System:
+PER_EPOCH = "per-epoch commits"  # CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0, the default before 0.1
+
+
+def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once",
+         commits: str = "") -> System:
     name = f"ours, {processes} process{'es' if processes > 1 else ''}"
     if delivery != "exactly-once":
         name += f", {delivery}"
+    env = {"CLICKSTREAM_DELIVERY": delivery, "CLICKSTREAM_BOUNDED": "1"}
+    if commits == PER_EPOCH:
+        name += f", {PER_EPOCH}"
+        env["CLICKSTREAM_COMMIT_INTERVAL_SECONDS"] = "0"
     return System(name, [PY, "-m", "clickstream.cluster", "--processes", str(processes),
                          "--snapshot", str(snapshot_s), "--flow", "bench.timed_ours:flow"],
-                  {"CLICKSTREAM_DELIVERY": delivery, "CLICKSTREAM_BOUNDED": "1"}, recovery=True)
+                  env, recovery=True)
 
 
 def peer(name: str, label: str, outputs=("user", "page")) -> System:
@@ -63,6 +71,7 @@ def all_systems(snapshot_s: int) -> List[System]:
         ours(1, snapshot_s),
         ours(2, snapshot_s),
         ours(1, snapshot_s, "at-least-once"),
+        ours(1, snapshot_s, commits=PER_EPOCH),
         peer("quix", "quix streams"),
         peer("flink", "flink sql"),
     ]

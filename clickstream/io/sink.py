@@ -269,6 +269,8 @@ class _TransactionalPartition(_Partition):
                 self._in_transaction = True
                 self._began = time.monotonic()
             self._produce(records)
+            if self._commit_interval_s and time.monotonic() - self._began >= self._commit_interval_s:
+                self._commit()  # due now: no need to wait for the Committer's next look
 
     def commit_if_older(self, now: float) -> None:
         """Commit the open transaction if it began `commit interval` ago (the Committer asks)."""
@@ -326,7 +328,7 @@ class Committer(threading.Thread):
         self._partitions.add(partition)
 
     def run(self) -> None:
-        tick = min(self._interval / 4, 0.25)
+        tick = min(self._interval / 5, 0.25)
         while True:
             time.sleep(tick)
             now = time.monotonic()

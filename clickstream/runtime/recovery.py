@@ -8,6 +8,8 @@
   or say CLICKSTREAM_FRESH_START=1 to process the input again on purpose.
 - An existing store must be a Bytewax store whose SQLite files pass `PRAGMA quick_check`;
   anything else stops the start with one line rather than silently starting fresh.
+- Snapshots of epochs that never completed, left by a process that died, are deleted before
+  Bytewax reads the store (`discard_orphan_snapshots`).
 - Layout: one directory shared by all processes of a machine (default), or, with
   CLICKSTREAM_RECOVERY_LAYOUT=per-process, a directory per process (a volume per pod) holding
   only that process's partition of the store.
@@ -18,6 +20,7 @@ import json
 import os
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -126,7 +129,7 @@ def resume_epoch(parts) -> Optional[int]:
     is the largest frontier they show, never below the real one. None: no execution yet."""
     exs, fronts, found, counts = [], {}, set(), set()
     for part in parts:
-        with sqlite3.connect(f"file:{part}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
             for index, count in db.execute("SELECT part_index, part_count FROM parts"):
                 found.add(index)
                 counts.add(count)
@@ -158,6 +161,6 @@ def discard_orphan_snapshots(parts) -> int:
         return 0
     deleted = 0
     for part in parts:
-        with sqlite3.connect(str(part)) as db:
+        with closing(sqlite3.connect(str(part))) as db, db:
             deleted += db.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
     return deleted
