@@ -43,6 +43,7 @@ ID_HEADER = "clickstream-id"
 PRODUCER_CONFIG = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
                    "compression.type": "lz4"}
 COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
+QUIET_S = 0.01  # no write for this long: the burst is over, commit (see Committer)
 Render = Callable[[str, int, int, list], bytes]  # a closed window's JSON: key, start, end, state
 
 
@@ -199,6 +200,7 @@ class _TransactionalPartition(_Partition):
         self._lock = threading.Lock()  # the producer and the state, shared with the Committer
         self._in_transaction = False
         self._began = 0.0  # monotonic time the open transaction began
+        self._last_write = 0.0  # monotonic time records were last written to it
         self._commit_interval_s = settings.commit_interval_ms / 1000
         self._suppressed = METRICS.duplicates_suppressed.labels(topic)
         self._pending = METRICS.sink_pending.labels(topic, str(partition))
@@ -269,12 +271,15 @@ class _TransactionalPartition(_Partition):
                 self._in_transaction = True
                 self._began = time.monotonic()
             self._produce(records)
-            if self._commit_interval_s and time.monotonic() - self._began >= self._commit_interval_s:
+            self._last_write = time.monotonic()
+            if self._commit_interval_s and self._last_write - self._began >= self._commit_interval_s:
                 self._commit()  # due now: no need to wait for the Committer's next look
 
-    def commit_if_older(self, now: float) -> None:
-        """Commit the open transaction if it began `commit interval` ago (the Committer asks)."""
-        if self._in_transaction and now - self._began >= self._commit_interval_s:
+    def commit_if_due(self, now: float, quiet_s: float) -> None:
+        """Commit the open transaction if it began a commit interval ago, or if nothing was
+        written to it for `quiet_s` (a burst of closed windows is over): the Committer asks."""
+        if self._in_transaction and (now - self._began >= self._commit_interval_s
+                                     or now - self._last_write >= quiet_s):
             with self._lock:
                 if self._in_transaction:
                     self._commit()
@@ -305,7 +310,9 @@ class _TransactionalPartition(_Partition):
 class Committer(threading.Thread):
     """Commits the sink partitions' open transactions once they are a commit interval old, so
     a record is readable within about that interval of being written, however the writes
-    come (Kafka Streams' commit.interval.ms). One thread per process and interval."""
+    come (Kafka Streams' commit.interval.ms), and as soon as a burst of writes is over: live,
+    windows close in bursts, and their records need not wait for the interval. A steady flow
+    (a backfill) still commits once per interval. One thread per process and interval."""
 
     _instances: Dict[float, "Committer"] = {}
     _guard = threading.Lock()
@@ -328,9 +335,9 @@ class Committer(threading.Thread):
         self._partitions.add(partition)
 
     def run(self) -> None:
-        tick = min(self._interval / 5, 0.25)
+        tick = min(self._interval / 5, QUIET_S)
         while True:
             time.sleep(tick)
             now = time.monotonic()
             for partition in list(self._partitions):
-                partition.commit_if_older(now)
+                partition.commit_if_due(now, QUIET_S)
