@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.checks import assert_matches
 from tests.integration.kafka_io import (ROOT, make_topics, produce, read_topic, run_dataflow,
-                                        start_dataflow, stop, wait_for)
+                                        start_dataflow, stop)
 
 pytestmark = pytest.mark.integration
 

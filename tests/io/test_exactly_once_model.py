@@ -16,7 +16,7 @@ names (Guarantees), not modelled.
 """
 
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
