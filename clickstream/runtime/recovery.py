@@ -148,13 +148,9 @@ def resume_epoch(parts) -> Optional[int]:
 def discard_orphan_snapshots(parts) -> int:
     """Delete the snapshots of epochs at or after the resume epoch; returns how many.
 
-    Why: a process that dies mid-epoch leaves the snapshots it wrote for that epoch and later
-    ones in the store, although its epoch never completed. Bytewax resumes from an earlier
-    epoch and does not remove them, and they stay the newest snapshot of their key until the
-    key is snapshotted again; a later resume loads them. A window stage key whose orphan says
-    "closed" then never emits a window whose record was never committed (seen in
-    tests/integration/test_restarts.py). Bytewax never loads them at this resume, so deleting
-    them changes nothing else.
+    A process that died mid-epoch leaves them behind and Bytewax keeps them, so a later resume
+    would load state from an epoch that never completed (README, Guarantees). Bytewax never
+    loads them at this resume, so deleting them changes nothing else.
     """
     epoch = resume_epoch(parts)
     if epoch is None:
