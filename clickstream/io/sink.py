@@ -221,6 +221,9 @@ class _TransactionalPartition(_Partition):
                 if error.retriable() and time.monotonic() < deadline:
                     time.sleep(0.5)
                     continue
+                # A refused record fails the commit too: name the record's reason if there is one.
+                self._producer.poll(0)
+                self._check_failures()
                 stop(f"{method} on {self._topic}[{self._partition}] failed: {error.str()}; "
                      "a restart resumes from the last snapshot")
 

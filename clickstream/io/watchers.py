@@ -62,7 +62,7 @@ class ClusterProgress(threading.Thread):
         self._partitions = partitions
         self._clock = clock
         self._interval = interval_s
-        self._clock.report(self._KEY, False)  # not caught up until shown to be
+        self._clock.report(self._KEY, False, confirms=False)  # not caught up until shown to be
 
     _KEY = ("cluster", -1)
 
@@ -88,5 +88,5 @@ class ClusterProgress(threading.Thread):
             except Exception as exc:  # the broker is away: assume a backlog
                 log.debug("cluster progress unknown: %s", exc)
                 caught_up = False
-            self._clock.report(self._KEY, caught_up)
+            self._clock.report(self._KEY, caught_up, confirms=False)
             time.sleep(self._interval)

@@ -17,19 +17,29 @@ class IdleClock:
     The clock stands still from start until the first partition reports, so restored windows
     never close in the moment before the sources have looked at their backlog; a process that
     reads no partition at all (more processes than partitions) starts it after `grace_s`.
+
+    A source partition's report holds for `confirm_s` only: sources report on every poll, so
+    when a worker is held up (building a sink, a slow commit, a long snapshot) the clock stops
+    soon after, instead of counting the stall as idle time and then closing windows whose
+    events are waiting unread (which made them late).
     """
 
     _STARTING = object()
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic, grace_s: float = 10.0):
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, grace_s: float = 10.0,
+                 confirm_s: float = 0.5):
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._lagging: set = {self._STARTING}
         self._elapsed = 0.0
         self._last = self._started = monotonic()
         self._grace = grace_s
+        self._confirm = confirm_s
+        self._reported: Dict[Any, float] = {}  # source partition -> when it last reported
 
-    def report(self, partition: Any, caught_up: bool) -> None:
+    def report(self, partition: Any, caught_up: bool, confirms: bool = True) -> None:
+        """`confirms=False`: a report from outside the worker (a watcher thread), which says
+        nothing about whether the worker is still polling."""
         with self._lock:
             self._tick()
             self._lagging.discard(self._STARTING)
@@ -37,6 +47,8 @@ class IdleClock:
                 self._lagging.discard(partition)
             else:
                 self._lagging.add(partition)
+            if confirms:
+                self._reported[partition] = self._last
 
     def now_ms(self) -> int:
         with self._lock:
@@ -49,8 +61,11 @@ class IdleClock:
             self._lagging.discard(self._STARTING)
             self._last = max(self._last, self._started + self._grace)
         if not self._lagging:
-            self._elapsed += now - self._last
-        self._last = now
+            reported = self._reported
+            until = min(now, min(reported.values()) + self._confirm) if reported else now
+            if until > self._last:
+                self._elapsed += until - self._last
+        self._last = max(self._last, now)
 
 
 IDLE_CLOCK = IdleClock()

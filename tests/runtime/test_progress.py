@@ -5,7 +5,7 @@ from clickstream.runtime.progress import IdleClock
 
 def test_idle_clock_runs_only_while_every_partition_is_caught_up():
     t = [0.0]
-    clock = IdleClock(monotonic=lambda: t[0])
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=60)  # reports here are seconds apart
     t[0] = 1.0
     assert clock.now_ms() == 0             # stands still until a partition reports
     clock.report("p0", caught_up=True)
@@ -29,3 +29,38 @@ def test_idle_clock_of_a_process_without_partitions_starts_after_the_grace_time(
     assert clock.now_ms() == 0
     t[0] = 12.0
     assert clock.now_ms() == 2000
+
+
+def test_a_stalled_worker_stops_the_clock_soon_after_its_last_report():
+    """Sources report on every poll; a worker held up for seconds (building a sink, a slow
+    commit) must not have that time counted as idle: its input may be waiting unread."""
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=0.5)
+    clock.report("p0", caught_up=True)
+    clock.report("p1", caught_up=True)
+    t[0] = 3.0  # no report for 3 s
+    assert clock.now_ms() == 500
+    clock.report("p0", caught_up=True)
+    t[0] = 3.25
+    assert clock.now_ms() == 500  # p1 has still not reported since
+    clock.report("p1", caught_up=True)
+    t[0] = 3.5
+    assert clock.now_ms() == 750
+
+
+def test_reports_from_a_watcher_thread_do_not_keep_the_clock_running():
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=0.5)
+    clock.report("cluster", caught_up=True, confirms=False)
+    clock.report("p0", caught_up=True)
+    t[0] = 2.0
+    clock.report("cluster", caught_up=True, confirms=False)
+    assert clock.now_ms() == 500
+
+
+def test_a_process_without_partitions_is_not_held_to_reports():
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], grace_s=10, confirm_s=0.5)
+    clock.report("cluster", caught_up=True, confirms=False)
+    t[0] = 5.0
+    assert clock.now_ms() == 5000
