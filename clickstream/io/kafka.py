@@ -6,6 +6,7 @@ reach all of them and their secrets are registered for redaction before any line
 
 import logging
 import socket
+import time
 from typing import Dict, Iterable, List, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -94,6 +95,15 @@ def create_topics(settings: Settings, partitions: int, topics: Optional[Iterable
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    # A created topic is not usable until its partitions have leaders; a client that looks
+    # sooner is told "unknown topic" (seen once in `make demo`).
+    deadline = time.monotonic() + 3 * METADATA_TIMEOUT_S
+    while created and time.monotonic() < deadline:
+        topics_now = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
+        if all(t in topics_now and topics_now[t].error is None and topics_now[t].partitions
+               and all(p.leader >= 0 for p in topics_now[t].partitions.values()) for t in created):
+            break
+        time.sleep(0.2)
     return created
 
 
