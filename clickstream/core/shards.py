@@ -19,10 +19,6 @@ def shard_of(text: str) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % SHARDS
 
 
-def user_shard(user_id: str) -> str:
-    return USER_SHARD_KEYS[shard_of(user_id)]
-
-
 # url -> page shard key, remembered: crc32 per event showed up in profiles.
 PAGE_SHARD_OF = Memo(lambda url: PAGE_SHARD_KEYS[shard_of(url)], 1 << 20)
 

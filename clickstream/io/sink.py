@@ -1,11 +1,9 @@
-"""Exactly-once Kafka output: one transaction per sink partition per epoch, de-duplicated on resume.
+"""Exactly-once Kafka output: transactional writes per output partition, de-duplicated on resume.
 
 Per output partition (one sink partition each), in the phases of Flink's Kafka sink:
 - write: records go into the open transaction of a transactional producer with a stable
   `transactional.id` (`clickstream-<topic>-<partition>`); `init_transactions()` at start fences
   a predecessor that may still be alive and aborts its open transaction.
-- commit: in `snapshot()`, when Bytewax closes the epoch (and, with
-  CLICKSTREAM_COMMIT_INTERVAL_SECONDS > 0, also while records flow).
 - commit: every CLICKSTREAM_COMMIT_INTERVAL_SECONDS (a `Committer` thread commits a
   transaction that old), and in `snapshot()`, when Bytewax closes the epoch.
 - snapshot state: `sink_state.SinkSnapshot`, kept by `sink_state.WriterState`.
