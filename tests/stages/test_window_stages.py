@@ -180,7 +180,7 @@ def test_a_store_it_cannot_read_stops_with_one_line(monkeypatch):
 
 def test_the_store_of_the_previous_version_resumes(tmp_path):
     """tests/fixtures/store-v2 was written by the version before the window snapshot became a
-    dataclass (see make_store_v2.py): its open windows must come back whole."""
+    dataclass (see make_store.py): its open windows must come back whole."""
     store = tmp_path / "store"
     shutil.copytree(STORE, store)
     with sqlite3.connect(store / "part-0.sqlite3") as db:
