@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 
 from clickstream.core import codec
 from clickstream.core.memo import Memo
+from clickstream.core.times import format_ts, seconds_text
 
 MAX_USER_ID_CHARS = 256
 # Not in SPEC's table, but a url travels as the key and inside the value of a page-metrics
@@ -96,8 +97,16 @@ def _parse_rfc3339(text: str) -> int:
     return ts
 
 
-def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1) -> Event:
-    """Validate one message value; raises MalformedEvent with a one-line reason."""
+def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1,
+                record_ts: Optional[int] = None, max_future_ms: int = 0,
+                drop_url_query: bool = False) -> Event:
+    """Validate one message value; raises MalformedEvent with a one-line reason.
+
+    `record_ts`: the Kafka record's timestamp (epoch ms), None when it has none; an event
+    time more than `max_future_ms` after it is malformed (SPEC, Windows): one such event
+    would otherwise carry its user's clock, and with it every window, far ahead.
+    `drop_url_query`: the url loses its query string and fragment (CLICKSTREAM_PAGE_URL_QUERY).
+    """
     if value is None:
         raise MalformedEvent("message has no value (null)")
     if not value:
@@ -122,12 +131,39 @@ def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1) -
         field = obj.get(name, "")
         if type(field) is not str:
             raise MalformedEvent(f"{name} must be a string, not {_json_type(field)}")
-    return Event(user_id, event_type, _URLS[url], ts, obj.get("session_id", ""), partition,
-                 offset, value)
+    # Last: a message that breaks a rule of its own says so rather than this.
+    if record_ts is not None and ts - record_ts > max_future_ms:
+        raise MalformedEvent(_ahead_reason(ts, record_ts, max_future_ms))
+    return Event(user_id, event_type, _BARE_URLS[url] if drop_url_query else _URLS[url], ts,
+                 obj.get("session_id", ""), partition, offset, value)
+
+
+def strip_query(url: str) -> str:
+    """`url` without its query string and fragment: everything from the first '?' or '#'."""
+    for mark in "?#":
+        at = url.find(mark)
+        if at >= 0:
+            url = url[:at]
+    return url
+
+
+def _bare_url(url: str) -> str:
+    bare = strip_query(url)
+    if not bare:  # an empty page key would count unrelated pages together
+        raise MalformedEvent(f"url {_clip(url)!r} is empty without its query string and fragment")
+    return _URLS[bare]
+
+
+def _ahead_reason(ts: int, record_ts: int, max_future_ms: int) -> str:
+    return (f"ts {format_ts(ts)} is more than {seconds_text(max_future_ms)} s ahead of its "
+            f"Kafka record's timestamp {format_ts(record_ts)} (CLICKSTREAM_MAX_FUTURE_SECONDS)")
 
 
 # One str object per distinct url: they repeat, and open windows keep them.
 _URLS = Memo(lambda url: url, 1 << 16)
+# With the query dropped, each url as given maps to the one str of its page (a failed
+# lookup, a malformed url, is not remembered).
+_BARE_URLS = Memo(_bare_url, 1 << 16)
 
 
 def _required_string(obj: dict, name: str) -> str:

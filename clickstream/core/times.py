@@ -13,6 +13,11 @@ def format_ts(ms: int) -> str:
     return f"{_SECOND_PREFIXES[seconds]}{millis:03d}Z"
 
 
+def seconds_text(ms: int) -> str:
+    """A duration in milliseconds as the seconds a user would write: 3600, 0.25."""
+    return f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+
+
 def _format_second(seconds: int) -> str:
     """'YYYY-MM-DDTHH:MM:SS.' of a second since the epoch."""
     days, secs = divmod(seconds, 86400)

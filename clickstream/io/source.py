@@ -3,14 +3,17 @@
 Offsets live in the recovery snapshot (`snapshot()` returns the next offset to read); after
 each snapshot they are also committed to the consumer group, for the standard lag tools and
 for `io.watchers.ClusterProgress`, never to resume from. Valid events leave grouped by user
-shard, malformed messages as dead-letter records, both per batch.
+shard, malformed messages as dead-letter records, both per batch. An event time further than
+CLICKSTREAM_MAX_FUTURE_SECONDS ahead of its record's timestamp is malformed here, before it can
+move the watermark or reach a window.
 """
 
 import logging
 from typing import Dict, List, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError,
+                             KafkaException, TopicPartition)
 
 from clickstream.core.deadletters import MALFORMED, dead_letter
 from clickstream.core.events import MalformedEvent, parse_event
@@ -36,6 +39,8 @@ class ClickPartition(StatefulSourcePartition):
         self._partition = partition
         self._clock = clock
         self._batch_size = batch_size
+        self._max_future_ms = settings.max_future_ms
+        self._drop_url_query = settings.drop_url_query
         self._tp = TopicPartition(self._topic, partition)
         self._consumer = Consumer(client_config(
             settings,
@@ -73,6 +78,7 @@ class ClickPartition(StatefulSourcePartition):
         last = None
         newest = NEVER
         topic, partition, end = self._topic, self._partition, self._end
+        max_future_ms, drop_url_query = self._max_future_ms, self._drop_url_query
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -84,8 +90,13 @@ class ClickPartition(StatefulSourcePartition):
                 break
             last = offset
             value = msg.value()
+            kind, record_ts = msg.timestamp()
+            if kind == TIMESTAMP_NOT_AVAILABLE:
+                record_ts = None  # a record without a timestamp: nothing to guard the event time by
             try:
-                event = parse_event(value, partition, offset)
+                # Malformed includes too far ahead of the record: such an event moves no clock.
+                event = parse_event(value, partition, offset, record_ts, max_future_ms,
+                                    drop_url_query)
             except MalformedEvent as exc:
                 dead.append(Record(None, dead_letter(MALFORMED, str(exc), topic, partition,
                                                      offset, value),

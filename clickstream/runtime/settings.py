@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
+from clickstream.core.times import seconds_text
+
 DEFAULTS = {
     "CLICKSTREAM_BROKERS": "127.0.0.1:9092",
     "CLICKSTREAM_INPUT_TOPIC": "website-clicks",
@@ -24,6 +26,9 @@ DEFAULTS = {
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
     "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
     "CLICKSTREAM_RECOVERY_LAYOUT": "shared",
+    "CLICKSTREAM_STATE_TTL_SECONDS": "3600",
+    "CLICKSTREAM_MAX_FUTURE_SECONDS": "3600",
+    "CLICKSTREAM_PAGE_URL_QUERY": "keep",
 }
 KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
 SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
@@ -57,6 +62,9 @@ class Settings:
     consumer_group: str
     partition_check_ms: int  # 0: do not watch the input topic for new partitions
     recovery_per_process: bool  # each process has its own recovery directory
+    state_ttl_ms: int  # key state idle this long behind its shard's event time is forgotten
+    max_future_ms: int  # an event time further ahead of its record's timestamp is malformed
+    drop_url_query: bool  # page keys are urls without their query string and fragment
     # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
     kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -115,6 +123,21 @@ class Settings:
         layout = get("CLICKSTREAM_RECOVERY_LAYOUT").lower()
         if layout not in ("shared", "per-process"):
             raise SettingsError(f"CLICKSTREAM_RECOVERY_LAYOUT={layout!r} is not shared or per-process")
+        ttl_text = get("CLICKSTREAM_STATE_TTL_SECONDS")
+        state_ttl_ms = _seconds_to_ms("CLICKSTREAM_STATE_TTL_SECONDS", ttl_text)
+        # Shorter would forget a key whose window may still take an on-time event.
+        if state_ttl_ms < window_ms + lateness_ms:
+            raise SettingsError(
+                f"CLICKSTREAM_STATE_TTL_SECONDS={ttl_text!r} must be at least "
+                "CLICKSTREAM_WINDOW_SECONDS + CLICKSTREAM_ALLOWED_LATENESS_SECONDS "
+                f"({seconds_text(window_ms + lateness_ms)})")
+        max_future_ms = _seconds_to_ms("CLICKSTREAM_MAX_FUTURE_SECONDS",
+                                       get("CLICKSTREAM_MAX_FUTURE_SECONDS"))
+        if max_future_ms <= 0:
+            raise SettingsError("CLICKSTREAM_MAX_FUTURE_SECONDS must be greater than 0")
+        url_query = get("CLICKSTREAM_PAGE_URL_QUERY").lower()
+        if url_query not in ("keep", "drop"):
+            raise SettingsError(f"CLICKSTREAM_PAGE_URL_QUERY={url_query!r} is not keep or drop")
         kafka = tuple(sorted(
             (name[len(KAFKA_PREFIX):].lower().replace("_", "."), value)
             for name, value in env.items() if name.startswith(KAFKA_PREFIX) and value
@@ -132,6 +155,9 @@ class Settings:
             consumer_group=get("CLICKSTREAM_CONSUMER_GROUP") or DEFAULTS["CLICKSTREAM_CONSUMER_GROUP"],
             partition_check_ms=partition_check_ms,
             recovery_per_process=layout == "per-process",
+            state_ttl_ms=state_ttl_ms,
+            max_future_ms=max_future_ms,
+            drop_url_query=url_query == "drop",
             kafka=kafka,
         )
 

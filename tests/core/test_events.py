@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clickstream.core.events import Event, MalformedEvent, parse_event, parse_timestamp
+from clickstream.core.events import (Event, MalformedEvent, parse_event, parse_timestamp,
+                                     strip_query)
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -708,3 +709,137 @@ def test_url_length_limit_keeps_page_records_deliverable(length, ok):
     else:
         with pytest.raises(MalformedEvent, match="url is 65537 characters"):
             parse_event(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Event time ahead of the Kafka record's timestamp (SPEC, Windows: CLICKSTREAM_MAX_FUTURE_SECONDS)
+# --------------------------------------------------------------------------------------------
+
+RECORD_TS = epoch_ms(datetime(2026, 11, 30, 2, tzinfo=UTC))  # 2026-11-30T02:00:00.000Z
+HOUR_MS = 3_600_000
+
+FUTURE = [
+    # (id, ts, record_ts, max_future_ms, accepted)
+    ("same-as-record", RECORD_TS, RECORD_TS, HOUR_MS, True),
+    ("in-the-past", JAN_2026, RECORD_TS, HOUR_MS, True),
+    ("year-0001", MIN_MS, RECORD_TS, HOUR_MS, True),
+    ("1-ms-before-limit", RECORD_TS + HOUR_MS - 1, RECORD_TS, HOUR_MS, True),
+    ("exactly-at-limit", RECORD_TS + HOUR_MS, RECORD_TS, HOUR_MS, True),
+    ("1-ms-past-limit", RECORD_TS + HOUR_MS + 1, RECORD_TS, HOUR_MS, False),
+    ("year-2099", epoch_ms(datetime(2099, 1, 1, tzinfo=UTC)), RECORD_TS, HOUR_MS, False),
+    ("year-9999", MAX_MS, RECORD_TS, HOUR_MS, False),
+    ("rfc3339-offset-at-limit", "2026-11-30T04:00:00+01:00", RECORD_TS, HOUR_MS, True),
+    ("rfc3339-offset-past-limit", "2026-11-30T04:00:00.001+01:00", RECORD_TS, HOUR_MS, False),
+    ("rfc3339-z-past-limit", "2026-11-30T03:00:00.001Z", RECORD_TS, HOUR_MS, False),
+    ("limit-1-ms-at", RECORD_TS + 1, RECORD_TS, 1, True),
+    ("limit-1-ms-past", RECORD_TS + 2, RECORD_TS, 1, False),
+    ("record-at-epoch", JAN_2026, 0, HOUR_MS, False),
+    ("negative-event-time", -1, 0, 1, True),
+    ("no-record-timestamp", MAX_MS, None, HOUR_MS, True),  # nothing to guard by
+]
+
+
+@pytest.mark.parametrize("ts, record_ts, max_future_ms, accepted",
+                         [c[1:] for c in FUTURE], ids=[c[0] for c in FUTURE])
+def test_event_time_ahead_of_its_record(ts, record_ts, max_future_ms, accepted):
+    raw = message(ts=ts)
+    if accepted:
+        assert parse_event(raw, 1, 2, record_ts, max_future_ms).ts == parse_event(raw).ts
+    else:
+        with pytest.raises(MalformedEvent) as err:
+            parse_event(raw, 1, 2, record_ts, max_future_ms)
+        assert_one_line_reason(err.value, "ts")
+        assert "CLICKSTREAM_MAX_FUTURE_SECONDS" in str(err.value)
+
+
+@pytest.mark.parametrize("ts, record_ts, max_future_ms, reason", [
+    (epoch_ms(datetime(2099, 1, 1, tzinfo=UTC)), RECORD_TS, HOUR_MS,
+     "ts 2099-01-01T00:00:00.000Z is more than 3600 s ahead of its Kafka record's timestamp "
+     "2026-11-30T02:00:00.000Z (CLICKSTREAM_MAX_FUTURE_SECONDS)"),
+    ("2026-11-30T04:00:00.001+01:00", RECORD_TS, HOUR_MS,
+     "ts 2026-11-30T03:00:00.001Z is more than 3600 s ahead of its Kafka record's timestamp "
+     "2026-11-30T02:00:00.000Z (CLICKSTREAM_MAX_FUTURE_SECONDS)"),
+    (RECORD_TS + 251, RECORD_TS, 250,
+     "ts 2026-11-30T02:00:00.251Z is more than 0.25 s ahead of its Kafka record's timestamp "
+     "2026-11-30T02:00:00.000Z (CLICKSTREAM_MAX_FUTURE_SECONDS)"),
+])
+def test_event_time_ahead_reason_names_both_times(ts, record_ts, max_future_ms, reason):
+    with pytest.raises(MalformedEvent) as err:
+        parse_event(message(ts=ts), 0, 0, record_ts, max_future_ms)
+    assert str(err.value) == reason
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"user_id": MISSING}, "user_id"),
+    ({"session_id": 7}, "session_id"),
+    ({"ts": "2099-01-01T00:00:00"}, "ts"),  # naive: its own reason, not "ahead"
+], ids=["missing-user", "bad-optional", "naive-ts"])
+def test_a_broken_message_gives_its_own_reason_before_being_ahead(fields, field):
+    far = epoch_ms(datetime(2099, 1, 1, tzinfo=UTC))
+    with pytest.raises(MalformedEvent) as err:
+        parse_event(message(**{"ts": far, **fields}), 0, 0, RECORD_TS, HOUR_MS)
+    assert "ahead" not in str(err.value)
+    assert_one_line_reason(err.value, field)
+
+
+# --------------------------------------------------------------------------------------------
+# Page urls without their query string and fragment (CLICKSTREAM_PAGE_URL_QUERY=drop)
+# --------------------------------------------------------------------------------------------
+
+STRIPPED = [
+    # (url as given, without query string and fragment)
+    ("https://shop.example/p/1", "https://shop.example/p/1"),
+    ("https://shop.example/p/1?utm_source=x&b=2", "https://shop.example/p/1"),
+    ("https://shop.example/p/1#reviews", "https://shop.example/p/1"),
+    ("https://shop.example/p/1?a=1#frag", "https://shop.example/p/1"),
+    ("https://shop.example/p/1#frag?a=1", "https://shop.example/p/1"),  # '?' inside a fragment
+    ("https://shop.example/search?q=a?b#c#d", "https://shop.example/search"),
+    ("/p?", "/p"),
+    ("/p#", "/p"),
+    ("/", "/"),
+    ("/a%3Fb%23c", "/a%3Fb%23c"),  # encoded marks are part of the path
+    ("/c/café?q=日本", "/c/café"),
+    ("/p/🙂#😀", "/p/🙂"),
+    (" ?x", " "),
+    ("?x=1", ""),
+    ("#top", ""),
+    ("?", ""),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("url, expected", STRIPPED)
+def test_strip_query(url, expected):
+    assert strip_query(url) == expected
+
+
+@pytest.mark.parametrize("url, expected", [(u, e) for u, e in STRIPPED if e])
+def test_drop_url_query_changes_only_the_url(url, expected):
+    raw = message(url=url, session_id="s")
+    kept, dropped = parse_event(raw, 3, 4), parse_event(raw, 3, 4, drop_url_query=True)
+    assert kept.url == url and dropped.url == expected
+    assert dropped._replace(url=url) == kept  # raw bytes (for dead letters) stay as given
+
+
+@pytest.mark.parametrize("url", ["?x", "#", "?", "?a=1#b", "#?"])
+def test_a_url_that_is_only_a_query_is_malformed_when_dropped(url):
+    assert parse_event(message(url=url)).url == url  # keep: any non-empty url
+    with pytest.raises(MalformedEvent) as err:
+        parse_event(message(url=url), drop_url_query=True)
+    assert str(err.value) == f"url {url!r} is empty without its query string and fragment"
+    # not remembered: the next one fails the same way
+    with pytest.raises(MalformedEvent):
+        parse_event(message(url=url), drop_url_query=True)
+
+
+def test_dropped_query_urls_share_one_string_per_page():
+    a = parse_event(message(url="/p/" + "x" * 40 + "?a=1"), drop_url_query=True).url
+    b = parse_event(message(url="/p/" + "x" * 40 + "#b"), drop_url_query=True).url
+    c = parse_event(message(url="/p/" + "x" * 40)).url
+    assert a == b == c and a is b is c
+
+
+def test_url_length_limit_is_on_the_url_as_given():
+    url = "/" + "p" * 10 + "?" + "q" * 65530
+    with pytest.raises(MalformedEvent, match="url is 65542 characters"):
+        parse_event(message(url=url), drop_url_query=True)

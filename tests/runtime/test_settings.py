@@ -13,6 +13,7 @@ def test_defaults_are_the_spec_defaults():
     assert (s.exactly_once, s.transaction_timeout_ms, s.commit_interval_ms, s.fresh_start,
             s.consumer_group, s.partition_check_ms, s.recovery_per_process, s.kafka) == (
         True, 120000, 100, False, "clickstream", 10000, False, ())
+    assert (s.state_ttl_ms, s.max_future_ms, s.drop_url_query) == (3600000, 3600000, False)
     assert s.bootstrap_servers == "127.0.0.1:9092"
 
 
@@ -32,6 +33,19 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"}, "commit_interval_ms", 0),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1"}, "commit_interval_ms", 100),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.25"}, "commit_interval_ms", 250),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "86400"}, "state_ttl_ms", 86_400_000),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "15"}, "state_ttl_ms", 15000),  # exactly W + L
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "2.5", "CLICKSTREAM_WINDOW_SECONDS": "1",
+      "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "1.5"}, "state_ttl_ms", 2500),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "1", "CLICKSTREAM_WINDOW_SECONDS": "1",
+      "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "0"}, "state_ttl_ms", 1000),
+    ({"CLICKSTREAM_MAX_FUTURE_SECONDS": "60"}, "max_future_ms", 60000),
+    ({"CLICKSTREAM_MAX_FUTURE_SECONDS": "0.001"}, "max_future_ms", 1),
+    ({"CLICKSTREAM_MAX_FUTURE_SECONDS": " 86400 "}, "max_future_ms", 86_400_000),
+    ({"CLICKSTREAM_PAGE_URL_QUERY": "keep"}, "drop_url_query", False),
+    ({"CLICKSTREAM_PAGE_URL_QUERY": "drop"}, "drop_url_query", True),
+    ({"CLICKSTREAM_PAGE_URL_QUERY": "DROP"}, "drop_url_query", True),
+    ({"CLICKSTREAM_PAGE_URL_QUERY": " Keep "}, "drop_url_query", False),
 ])
 def test_values_are_read(env, field, value):
     assert getattr(Settings.from_env(env), field) == value
@@ -58,9 +72,57 @@ def test_values_are_read(env, field, value):
     ("CLICKSTREAM_PAGE_TOPIC", ".."),
     ("CLICKSTREAM_DLQ_TOPIC", "x" * 250),
     ("CLICKSTREAM_BOUNDED", "maybe"),
+    ("CLICKSTREAM_STATE_TTL_SECONDS", "14.999"),  # below W + L = 15
+    ("CLICKSTREAM_STATE_TTL_SECONDS", "0"),
+    ("CLICKSTREAM_STATE_TTL_SECONDS", "-3600"),
+    ("CLICKSTREAM_STATE_TTL_SECONDS", "an hour"),
+    ("CLICKSTREAM_STATE_TTL_SECONDS", "inf"),
+    ("CLICKSTREAM_STATE_TTL_SECONDS", ""),
+    ("CLICKSTREAM_MAX_FUTURE_SECONDS", "0"),
+    ("CLICKSTREAM_MAX_FUTURE_SECONDS", "-1"),
+    ("CLICKSTREAM_MAX_FUTURE_SECONDS", "0.0001"),
+    ("CLICKSTREAM_MAX_FUTURE_SECONDS", "soon"),
+    ("CLICKSTREAM_MAX_FUTURE_SECONDS", "nan"),
+    ("CLICKSTREAM_PAGE_URL_QUERY", "strip"),
+    ("CLICKSTREAM_PAGE_URL_QUERY", ""),
+    ("CLICKSTREAM_PAGE_URL_QUERY", "1"),
 ])
 def test_bad_values_name_the_setting_in_one_line(name, value):
     with pytest.raises(SettingsError) as err:
         Settings.from_env({name: value})
     message = str(err.value)
     assert message.startswith(name) and "\n" not in message
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "10"},
+     "CLICKSTREAM_STATE_TTL_SECONDS='10' must be at least CLICKSTREAM_WINDOW_SECONDS + "
+     "CLICKSTREAM_ALLOWED_LATENESS_SECONDS (15)"),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "-1"},
+     "CLICKSTREAM_STATE_TTL_SECONDS='-1' must be at least CLICKSTREAM_WINDOW_SECONDS + "
+     "CLICKSTREAM_ALLOWED_LATENESS_SECONDS (15)"),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "3600", "CLICKSTREAM_WINDOW_SECONDS": "3600",
+      "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "0.5"},
+     "CLICKSTREAM_STATE_TTL_SECONDS='3600' must be at least CLICKSTREAM_WINDOW_SECONDS + "
+     "CLICKSTREAM_ALLOWED_LATENESS_SECONDS (3600.5)"),
+    ({"CLICKSTREAM_STATE_TTL_SECONDS": "x"},
+     "CLICKSTREAM_STATE_TTL_SECONDS='x' is not a number of seconds"),
+    ({"CLICKSTREAM_MAX_FUTURE_SECONDS": "0"},
+     "CLICKSTREAM_MAX_FUTURE_SECONDS must be greater than 0"),
+    ({"CLICKSTREAM_PAGE_URL_QUERY": "Strip"},
+     "CLICKSTREAM_PAGE_URL_QUERY='strip' is not keep or drop"),
+])
+def test_new_settings_errors_say_what_is_wrong(env, message):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env)
+    assert str(err.value) == message
+
+
+def test_a_longer_window_raises_the_least_state_ttl():
+    # The TTL default (1 h) is checked against W + L as set, not as defaulted.
+    with pytest.raises(SettingsError, match=r"^CLICKSTREAM_STATE_TTL_SECONDS='3600' must be "):
+        Settings.from_env({"CLICKSTREAM_WINDOW_SECONDS": "3600",
+                           "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10"})
+    assert Settings.from_env({"CLICKSTREAM_WINDOW_SECONDS": "3600",
+                              "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10",
+                              "CLICKSTREAM_STATE_TTL_SECONDS": "3610"}).state_ttl_ms == 3_610_000
