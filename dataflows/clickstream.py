@@ -29,7 +29,8 @@ from clickstream.io.watchers import ClusterProgress, PartitionWatcher
 from clickstream.runtime.exits import fail, stop
 from clickstream.runtime.memory import tune_gc
 from clickstream.runtime.metrics import METRICS
-from clickstream.runtime.recovery import Origin, cluster_position, prepare_store, recovery_directory
+from clickstream.runtime.recovery import (Origin, cluster_position, prepare_store,
+                                          recovery_directory, store_bytes)
 from clickstream.runtime.settings import Settings, SettingsError
 from clickstream.stages.outputs import payloads, sink_item, sink_items
 from clickstream.stages.page_windows import PageShard
@@ -46,11 +47,12 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
     parsed = op.branch("parsed", source, lambda item: item[0] != DEAD_LETTERS)
 
     window_args = (settings.window_ms, settings.lateness_ms, settings.bounded, settings.input_topic)
+    ttl = {"ttl_ms": settings.state_ttl_ms}
     users = op.stateful_batch("user_windows", parsed.trues, lambda resume: UserShard(
-        *window_args, partitions[settings.user_topic], dlq_partitions, resume))
+        *window_args, partitions[settings.user_topic], dlq_partitions, resume, **ttl))
     page_in = op.filter_map("to_pages", users, payloads(PAGE_IN))
     pages = op.stateful_batch("page_windows", page_in, lambda resume: PageShard(
-        *window_args, partitions[settings.page_topic], dlq_partitions, resume))
+        *window_args, partitions[settings.page_topic], dlq_partitions, resume, **ttl))
 
     user_records = op.filter_map("user_records", users, sink_items(USER))
     page_records = op.filter_map("page_records", pages, sink_items(PAGE))
@@ -80,6 +82,8 @@ def _flow_from_environment() -> Dataflow:
             settings, partitions, settings.output_topics)) if directory else None
     except SettingsError as exc:
         fail(str(exc))
+    if directory:
+        METRICS.recovery_store_bytes.set_function(lambda: store_bytes(directory))
     resumes = "resumes from the last snapshot" if directory else "starts over (recovery is off)"
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Exactly what a crash does: the open transactions are aborted by the next start.

@@ -15,10 +15,26 @@ Semantics, per key (a user, or a url):
 - late: an event whose window has already closed for its key (its window end is at or behind
   the key's watermark). It changes nothing and is reported to the caller.
 - close_all(): end of a bounded input emits every open window.
+
+Expiry (SPEC: key state expires), with the TTL T >= W + L and the shard's clock C = the newest
+event time the shard has seen (it only moves forward), horizon H = C - T:
+- an event with ts < H is late, whatever its key's state (checked before the key's own rule);
+- a window ending at or before H is closed (also in a bounded run, so a backfill's state stays
+  within T of event time), since no event that is not late can fall into it;
+- a key with no open window whose watermark and last window end are both at or before H is
+  forgotten (`_forget`).
+Why forgetting changes nothing but memory: after it, an event e of that key is either late by
+the first rule, or has ts >= H' >= H (the horizon only grows) >= the old watermark and >= the
+end of every window the key ever had. So e falls into a window the key never had, hence never
+emitted, and no old watermark could have made e late: the forgotten key's state and a fresh
+key's state treat e, and everything after it, identically. Lateness thus stays per key within
+T: one key far ahead makes another key's event late only when it is more than T behind.
+(tests/core/test_expiry.py checks this against a model that never forgets.)
 """
 
 import heapq
 import pickle
+from bisect import insort
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Deque, Dict, List, NamedTuple, Optional, Tuple
@@ -31,13 +47,16 @@ from clickstream.core.times import NEVER
 class WindowsSnapshot:
     """What the recovery store keeps of one KeyedWindows: immutable, versioned.
 
-    `marks` pickles {key: (max_ts, watermark)}; `groups` maps each window start to the pickled
-    {key: state} of the windows open at that start (a group is pickled again only when one of
-    its windows changed). Version 2 was the tuple (2, marks, groups) of the same contents."""
+    `marks` pickles {key: (max_ts, watermark)} of the keys not forgotten; `groups` maps each
+    window start to the pickled {key: state} of the windows open at that start (a group is
+    pickled again only when one of its windows changed); `clock` is the shard's newest event
+    time. Version 3 had no clock, version 2 was the tuple (2, marks, groups): both migrate with
+    the clock they implied, the newest max_ts of their keys (they never forgot a key)."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     marks: bytes
     groups: Dict[int, bytes]
+    clock: Optional[int] = None  # None only in a version 3 snapshot, as unpickled
     version: int = VERSION
 
     @classmethod
@@ -45,11 +64,17 @@ class WindowsSnapshot:
         """The snapshot of any version this code knows, migrated; ValueError for anything else."""
         if isinstance(stored, cls) and stored.version == cls.VERSION:
             return stored
+        if isinstance(stored, cls) and stored.version == 3:
+            return cls(stored.marks, stored.groups, _newest_mark(stored.marks))
         if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == 2:
-            return cls(stored[1], stored[2])
+            return cls(stored[1], stored[2], _newest_mark(stored[1]))
         found = f"version {stored.version}" if isinstance(stored, cls) else type(stored).__name__
         raise ValueError(f"the recovery store holds window state of a format this version of "
-                         f"clickstream cannot read ({found}; it reads 2 and {cls.VERSION})")
+                         f"clickstream cannot read ({found}; it reads 2 to {cls.VERSION})")
+
+
+def _newest_mark(marks: bytes) -> int:
+    return max((max_ts for max_ts, _ in pickle.loads(marks).values()), default=NEVER)
 
 
 class ClosedWindow(NamedTuple):
@@ -79,13 +104,17 @@ class KeyedWindows:
     backlog can be read faster from one partition than from another; since the idle clock
     stands still until the input is caught up, moves apply only once every partition has
     been read to its end and the events still in flight have arrived.
-    `watermark_closing=False` keeps windows open until idle closing or close_all().
+    `watermark_closing=False` keeps windows open until idle closing, the horizon or close_all().
+    `ttl_ms` is the expiry TTL (see the module's docstring); None never forgets.
     """
 
     def __init__(self, aggregation: Aggregation, width_ms: int, lateness_ms: int,
-                 idle_closing: bool = True, watermark_closing: bool = True, settle_ms: int = 0):
+                 idle_closing: bool = True, watermark_closing: bool = True, settle_ms: int = 0,
+                 ttl_ms: Optional[int] = None):
         if width_ms <= 0 or lateness_ms < 0 or settle_ms < 0:
             raise ValueError("window width must be > 0, lateness and settle time >= 0")
+        if ttl_ms is not None and ttl_ms < width_ms + lateness_ms:
+            raise ValueError("the state TTL must be at least window width + allowed lateness")
         self.aggregation = aggregation
         self.width = width_ms
         self.lateness = lateness_ms
@@ -100,24 +129,42 @@ class KeyedWindows:
         self._blobs: Dict[int, bytes] = {}  # window start -> its pickled group, as of then
         self._idle_heap: List[Tuple[int, str]] = []  # (idle-clock ms when due, key), lazy
         self._pending: Deque[Tuple[int, str, int]] = deque()  # (recorded at, key, watermark)
+        # Expiry. The horizon is `clock - ttl`; NEVER - (2**62) stays far below any event time.
+        self.ttl = 2**62 if ttl_ms is None else ttl_ms
+        self.clock = NEVER  # the shard's newest event time
+        self.expired = 0  # keys forgotten so far (a counter for the metrics)
+        self._open_starts: List[int] = []  # heap of window starts in _starts (lazy: may repeat)
+        # Keys without open windows, bucketed by the W-aligned time from which the horizon
+        # may forget them; `_bucket_ends` is the sorted list of bucket keys (a few per TTL).
+        self._idle_keys: Dict[int, List[str]] = {}
+        self._bucket_ends: List[int] = []
 
     def add_many(self, keys, events, now: int, closed: List[ClosedWindow], late: list) -> None:
         """Count events[i] (with `.ts`) for keys[i] at idle-clock ms `now`; windows they close
-        go to `closed`, late events to `late` as (event, the key's watermark then). One loop
-        with everything it touches in local variables: the per-event cost of the service."""
+        go to `closed`, late events to `late` as (event, the limit it missed, True when that
+        is the shard's horizon rather than the key's watermark). One loop with everything it
+        touches in local variables: the per-event cost of the service."""
         states = self.keys
         width, lateness, settle = self.width, self.lateness, self.settle
         initialize, agg = self.aggregation.initialize, self.aggregation.agg
         starts, mark_dirty = self._starts, self._dirty.add
         watermark_closing, idle_closing = self.watermark_closing, self.idle_closing
+        clock, ttl = self.clock, self.ttl
+        horizon = clock - ttl
         for key, event in zip(keys, events):
+            ts = event.ts
+            if ts < horizon:
+                late.append((event, horizon, True))
+                continue
+            if ts > clock:
+                clock = ts
+                horizon = clock - ttl
             ks = states.get(key)
             if ks is None:
                 ks = states[key] = _KeyState(now)
-            ts = event.ts
             start = ts - ts % width
             if start + width <= ks.watermark:
-                late.append((event, ks.watermark))
+                late.append((event, ks.watermark, False))
                 continue
             windows = ks.windows
             state = windows.get(start)
@@ -126,6 +173,7 @@ class KeyedWindows:
                 group = starts.get(start)
                 if group is None:
                     starts[start] = {key: state}
+                    heapq.heappush(self._open_starts, start)
                 else:
                     group[key] = state
             mark_dirty(start)
@@ -143,6 +191,52 @@ class KeyedWindows:
                 due = self._due_at(ks)
                 if ks.due is None or due < ks.due:
                     self._schedule(key, ks, due)
+        if clock != self.clock:
+            self.clock = clock
+            self._expire(closed)
+
+    def _expire(self, closed: List[ClosedWindow]) -> None:
+        """Close the windows the horizon has passed, then forget the keys it allows."""
+        horizon = self.clock - self.ttl
+        width, keys, heap = self.width, self.keys, self._open_starts
+        while heap and heap[0] + width <= horizon:
+            start = heapq.heappop(heap)
+            group = self._starts.pop(start, None)
+            if not group:
+                continue  # emptied by watermarks already (or a repeated entry)
+            self._dirty.add(start)
+            for key in sorted(group):
+                ks = keys[key]
+                closed.append(ClosedWindow(key, start, start + width, ks.windows.pop(start)))
+                if not ks.windows:
+                    self._retire(key, ks)
+        ends, buckets = self._bucket_ends, self._idle_keys
+        while ends and ends[0] <= horizon:
+            for key in buckets.pop(ends.pop(0)):
+                ks = keys.get(key)
+                if ks is None or ks.windows:
+                    continue  # forgotten already, or open again (it is retired again later)
+                if self._forget_from(ks) <= horizon:
+                    del keys[key]
+                    self.expired += 1
+                else:
+                    self._retire(key, ks)  # an idle close moved its watermark further
+
+    def _forget_from(self, ks: "_KeyState") -> int:
+        """The horizon at which a key without open windows may be forgotten."""
+        last_end = ks.max_ts - ks.max_ts % self.width + self.width
+        return max(last_end, ks.watermark)
+
+    def _retire(self, key: str, ks: "_KeyState") -> None:
+        """Note a key whose last open window just closed, under the bucket it may leave in."""
+        at = self._forget_from(ks)
+        at += -at % self.width  # W-aligned: a few buckets per TTL, not one per key
+        bucket = self._idle_keys.get(at)
+        if bucket is None:
+            self._idle_keys[at] = [key]
+            insort(self._bucket_ends, at)
+        else:
+            bucket.append(key)
 
     def apply_settled(self, now: int, closed: List[ClosedWindow]) -> None:
         """Apply the watermark moves that have waited `settle_ms` on the idle clock."""
@@ -150,8 +244,9 @@ class KeyedWindows:
         limit = now - self.settle
         while pending and pending[0][0] <= limit:
             _, key, watermark = pending.popleft()
-            ks = self.keys[key]
-            if watermark > ks.watermark:
+            ks = self.keys.get(key)
+            # A forgotten key's move is moot: its windows all ended at or before it.
+            if ks is not None and watermark > ks.watermark:
                 self._advance(key, ks, watermark, closed)
 
     def _advance(self, key: str, ks: _KeyState, watermark: int, closed: List[ClosedWindow]) -> None:
@@ -174,6 +269,8 @@ class KeyedWindows:
                 if not group:
                     del starts[start]
                 dirty.add(start)
+            if not windows:
+                self._retire(key, ks)
 
     def _due_at(self, ks: _KeyState) -> int:
         """Idle-clock ms at which the key's earliest open window closes if nothing arrives."""
@@ -251,7 +348,8 @@ class KeyedWindows:
                 blobs.pop(start, None)
         self._dirty.clear()
         marks = {key: (ks.max_ts, ks.watermark) for key, ks in self.keys.items()}
-        return WindowsSnapshot(pickle.dumps(marks, pickle.HIGHEST_PROTOCOL), dict(blobs))
+        return WindowsSnapshot(pickle.dumps(marks, pickle.HIGHEST_PROTOCOL), dict(blobs),
+                               self.clock)
 
     def restore(self, stored, now: int) -> None:
         """Load a snapshot of any known version; idle time restarts from `now` (downtime never
@@ -262,6 +360,9 @@ class KeyedWindows:
         self._starts.clear()
         self._dirty.clear()
         self._blobs.clear()
+        self._idle_keys.clear()
+        self._bucket_ends.clear()
+        self.clock = snapshot.clock
         marks, blobs = snapshot.marks, snapshot.groups
         for key, (max_ts, watermark) in pickle.loads(marks).items():
             ks = self.keys[key] = _KeyState(now)
@@ -272,6 +373,12 @@ class KeyedWindows:
             self._blobs[start] = blob
             for key, state in group.items():
                 self.keys[key].windows[start] = state
+        self._open_starts = sorted(self._starts)
+        for key, ks in self.keys.items():
+            if not ks.windows:
+                self._retire(key, ks)
+        # What a store written before expiry (or with a longer TTL) holds beyond this one's
+        # horizon goes with the clock's next move: a restore emits nothing.
         if self.idle_closing:
             for key, ks in self.keys.items():
                 if ks.windows:

@@ -31,6 +31,9 @@ class Metrics:
     consumer_lag: Gauge
     event_time_lag: Gauge
     window_emit_delay: Histogram
+    keys: Gauge
+    keys_expired: Counter
+    recovery_store_bytes: Gauge
     watermark: EventTimeWatermark
 
     @classmethod
@@ -79,12 +82,25 @@ class Metrics:
                 "clickstream_window_emit_delay_seconds",
                 "From the moment a window may close to its record being committed to Kafka",
                 ["output"], buckets=EMIT_DELAY_BUCKETS, registry=registry),
+            keys=Gauge(
+                "clickstream_keys", "Keys (users, urls) whose state this process holds",
+                ["stage"], registry=registry),
+            keys_expired=Counter(
+                "clickstream_keys_expired",
+                "Keys forgotten because their shard's event time passed them by the state TTL",
+                ["stage"], registry=registry),
+            recovery_store_bytes=Gauge(
+                "clickstream_recovery_store_bytes",
+                "Bytes on disk of the recovery store this process writes (0 without recovery)",
+                registry=registry),
             watermark=watermark,
         )
         # Series that exist from the start read 0 instead of "no data" in alerts and panels.
         for output in ("user", "page"):
             metrics.windows_emitted.labels(output)
             metrics.window_emit_delay.labels(output)
+            metrics.keys.labels(output)
+            metrics.keys_expired.labels(output)
         return metrics
 
 

@@ -160,3 +160,15 @@ def discard_orphan_snapshots(parts) -> int:
         with closing(sqlite3.connect(str(part))) as db, db:
             deleted += db.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
     return deleted
+
+
+def store_bytes(directory: Path) -> int:
+    """Bytes on disk of the store's files (SQLite partitions with their journals): read on
+    each metrics scrape, so it may race a file being replaced; such a file counts 0."""
+    total = 0
+    for path in directory.glob("*"):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total

@@ -6,11 +6,13 @@ this stage through different user shards in no fixed order and a replayed backlo
 unevenly across partitions. An event on time for its user can still find its url's window
 already emitted when users' clocks are far apart; it is then dead-lettered as late for the
 page (it did count for the user), never dropped silently.
-Bounded, page windows stay open to the end of the input, so a backfill's page metrics are
-exactly the on-time events grouped by url and window, however users' clocks interleave.
+Bounded, page windows stay open until the shard's state horizon passes them (its newest
+event time minus the state TTL, see core/windows.py) or the input ends, so a backfill's page
+metrics are exactly the on-time events grouped by url and window however users' clocks
+interleave, as long as the partitions are read within the TTL of each other.
 """
 
-from typing import List
+from typing import List, Optional
 
 from clickstream.core.aggregations import PAGE_TRAFFIC
 from clickstream.core.records import PAGE
@@ -24,9 +26,11 @@ class PageShard(WindowShard):
     aggregation = PAGE_TRAFFIC
     output = PAGE
 
-    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:
+    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool,
+                 ttl_ms: Optional[int]) -> KeyedWindows:
         return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded,
-                            watermark_closing=not bounded, settle_ms=PAGE_SETTLE_MS)
+                            watermark_closing=not bounded, settle_ms=PAGE_SETTLE_MS,
+                            ttl_ms=ttl_ms)
 
     def _key_of(self, event) -> str:
         return event.url

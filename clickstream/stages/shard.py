@@ -34,10 +34,10 @@ class WindowShard(StatefulBatchLogic):
 
     def __init__(self, width_ms: int, lateness_ms: int, bounded: bool, input_topic: str,
                  output_partitions: int, dlq_partitions: int, resume_state,
-                 clock: IdleClock = IDLE_CLOCK):
+                 clock: IdleClock = IDLE_CLOCK, ttl_ms: Optional[int] = None):
         # A bounded run (backfill) closes only on event time and at its end, so its result
         # never depends on how fast it ran.
-        self.windows = self._windows(width_ms, lateness_ms, bounded)
+        self.windows = self._windows(width_ms, lateness_ms, bounded, ttl_ms)
         self.clock = clock
         self.input_topic = input_topic
         self.partition_of = Partitioner(output_partitions)
@@ -47,9 +47,27 @@ class WindowShard(StatefulBatchLogic):
                 self.windows.restore(resume_state, clock.now_ms())
             except ValueError as exc:
                 stop(f"cannot resume: {exc}; start with a new store", 2)
+        self._keys_gauge = METRICS.keys.labels(self.output)
+        self._expired_counter = METRICS.keys_expired.labels(self.output)
+        self._keys_reported = 0
+        self._expired_reported = 0
+        self._report_keys()
 
-    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool) -> KeyedWindows:
-        return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded)
+    def _windows(self, width_ms: int, lateness_ms: int, bounded: bool,
+                 ttl_ms: Optional[int]) -> KeyedWindows:
+        return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded,
+                            ttl_ms=ttl_ms)
+
+    def _report_keys(self) -> None:
+        """Move the process-wide key gauges by what this shard changed since it last did."""
+        windows = self.windows
+        keys = len(windows.keys)
+        if keys != self._keys_reported:
+            self._keys_gauge.inc(keys - self._keys_reported)
+            self._keys_reported = keys
+        if windows.expired != self._expired_reported:
+            self._expired_counter.inc(windows.expired - self._expired_reported)
+            self._expired_reported = windows.expired
 
     def _key_of(self, event) -> str:
         raise NotImplementedError
@@ -66,6 +84,7 @@ class WindowShard(StatefulBatchLogic):
         self._late(late, out)
         self._emit(closed, out)
         out += onward
+        self._report_keys()
         return out, StatefulBatchLogic.RETAIN
 
     def _emit(self, closed: List[ClosedWindow], out: list) -> None:
@@ -92,15 +111,22 @@ class WindowShard(StatefulBatchLogic):
         METRICS.windows_emitted.labels(output).inc(len(closed))
 
     def _late(self, late: list, out: list) -> None:
-        """Dead-letter records for `late` [(event, its key's watermark then)], per DLQ partition."""
+        """Dead-letter records for `late` [(event, the limit it missed, whether that is the
+        shard's horizon)], per DLQ partition."""
         if not late:
             return
         by_partition: dict = {}
         width = self.windows.width
-        for event, watermark in late:
-            error = (f"late: {self.output} window {format_ts(event.ts - event.ts % width)} of "
-                     f"{self._key_of(event)!r} was already emitted "
-                     f"(watermark {format_ts(watermark)})")
+        ttl_s = self.windows.ttl / 1000
+        for event, limit, beyond_horizon in late:
+            if beyond_horizon:
+                error = (f"late: ts {format_ts(event.ts)} is before the {self.output} state "
+                         f"horizon {format_ts(limit)} (the shard's newest event time minus "
+                         f"CLICKSTREAM_STATE_TTL_SECONDS={ttl_s:g})")
+            else:
+                error = (f"late: {self.output} window {format_ts(event.ts - event.ts % width)} "
+                         f"of {self._key_of(event)!r} was already emitted "
+                         f"(watermark {format_ts(limit)})")
             record = Record(None, dead_letter(LATE, error, self.input_topic, event.partition,
                                               event.offset, event.raw),
                             dead_letter_ident(event.partition, event.offset), None)
@@ -113,6 +139,7 @@ class WindowShard(StatefulBatchLogic):
     def on_notify(self) -> Tuple[Iterable, bool]:
         out: list = []
         self._emit(self.windows.close_idle(self.clock.now_ms()), out)
+        self._report_keys()
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> Tuple[Iterable, bool]:

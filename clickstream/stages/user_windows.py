@@ -25,7 +25,7 @@ class UserShard(WindowShard):
         for chunk in chunks:
             windows.add_many([event.user_id for event in chunk], chunk, now, closed, late)
             if late:
-                late_ones = {id(event) for event, _ in late}
+                late_ones = {id(late_one[0]) for late_one in late}
                 chunk = [event for event in chunk if id(event) not in late_ones]
             for event in chunk:
                 shard = PAGE_SHARD_OF[event.url]

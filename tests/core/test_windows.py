@@ -195,7 +195,7 @@ def test_bad_window_parameters_are_refused(width, lateness):
 
 def test_a_snapshot_is_frozen_and_versioned():
     snap = KeyedWindows(UserEngagement(), 5000, 10000).snapshot()
-    assert snap.version == WindowsSnapshot.VERSION == 3
+    assert snap.version == WindowsSnapshot.VERSION == 4
     with pytest.raises(AttributeError):
         snap.groups = {}
 
@@ -207,9 +207,24 @@ def test_a_version_2_snapshot_is_migrated_on_restore():
     restored = KeyedWindows(UserEngagement(), 5000, 10000)
     restored.restore((2, now.marks, now.groups), now=0)  # the tuple version 2 stored
     assert restored.contents() == windows.contents()
+    assert restored.clock == windows.clock == 16000  # the newest event time of its keys
+
+
+def test_a_version_3_snapshot_is_migrated_with_the_clock_it_implied():
+    windows = KeyedWindows(UserEngagement(), 5000, 10000)
+    _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
+    now = windows.snapshot()
+    v3 = WindowsSnapshot(now.marks, now.groups, version=3)  # as unpickled: no clock
+    restored = KeyedWindows(UserEngagement(), 5000, 10000, ttl_ms=20000)
+    restored.restore(v3, now=0)
+    assert restored.contents() == windows.contents() and restored.clock == 16000
+    empty = WindowsSnapshot(KeyedWindows(UserEngagement(), 5000, 0).snapshot().marks, {},
+                            version=3)
+    restored.restore(empty, now=0)
+    assert restored.keys == {} and restored.clock < -(2**61)
 
 
 def test_a_snapshot_of_a_newer_version_is_refused():
     newer = WindowsSnapshot(b"", {}, version=WindowsSnapshot.VERSION + 1)
-    with pytest.raises(ValueError, match=r"format .*\(version 4;"):
+    with pytest.raises(ValueError, match=r"format .*\(version 5;"):
         KeyedWindows(UserEngagement(), 5000, 10000).restore(newer, now=0)

@@ -2,7 +2,7 @@
 
 import json
 from collections import Counter
-from typing import List
+from typing import List, Optional
 
 from clickstream.core.partitioner import murmur2
 from tests.integration.kafka_io import Topics, read_topic
@@ -42,12 +42,13 @@ def windows_by_identity(records, fields, key_field: str, exactly_once: bool) -> 
 
 
 def assert_matches(topics: Topics, inputs: List[Message], window_ms: int = 5000,
-                   lateness_ms: int = 10000, exactly_once: bool = True) -> Expected:
+                   lateness_ms: int = 10000, exactly_once: bool = True,
+                   ttl_ms: Optional[int] = None) -> Expected:
     """Every expected record is there with exactly the expected content, and nothing else.
 
     With exactly_once=False (at-least-once), a record may repeat but only as an identical copy.
     """
-    expected = expected_outputs(inputs, topics.input, window_ms, lateness_ms)
+    expected = expected_outputs(inputs, topics.input, window_ms, lateness_ms, ttl_ms)
     users, pages, dead = outputs(topics)
     assert_keyed_like_java(read_topic(topics.brokers, topics.user))
     assert_keyed_like_java(read_topic(topics.brokers, topics.page))

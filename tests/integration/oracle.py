@@ -6,10 +6,18 @@ per partition. It implements SPEC's rules as written, for a bounded run (no idle
 - per user, an event is late when its window end is at or behind (newest event time already
   seen for that user) - L, i.e. its window was already emitted;
 - every on-time event counts once for its user window and once for its url window.
+With `ttl_ms` it also applies the state horizon (SPEC: key state expires): users and urls fall
+into 64 shards by crc32 of their UTF-8 bytes; a shard's clock is the newest event time it has
+seen, and an event older than its shard's clock minus the TTL is late (for its user: dead
+letter, counted nowhere; else for its url: dead letter, counted for its user only). Forgetting
+keys changes no output, so nothing is forgotten here. Clocks move in the order of `messages`
+(partition by partition), so with several partitions the input must keep every event within
+the TTL of all others, or sit on one partition.
 """
 
 import base64
 import json
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -86,15 +94,30 @@ class Expected:
     dead: Dict[Tuple[int, int], dict] = field(default_factory=dict)  # (partition, offset)
 
 
+def _shard(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 64
+
+
 def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
-                     lateness_ms: int) -> Expected:
+                     lateness_ms: int, ttl_ms: Optional[int] = None) -> Expected:
     by_partition: Dict[int, List[Message]] = defaultdict(list)
     for m in messages:
         by_partition[m.partition].append(m)
     newest: Dict[str, int] = {}
     user_events: Dict[Tuple[str, int], List[dict]] = defaultdict(list)
     page_events: Dict[Tuple[str, int], List[dict]] = defaultdict(list)
+    user_clock: Dict[int, int] = {}
+    page_clock: Dict[int, int] = {}
     result = Expected()
+
+    def beyond_horizon(clocks: Dict[int, int], shard: int, ts: int) -> bool:
+        if ttl_ms is None:
+            return False
+        if shard in clocks and ts < clocks[shard] - ttl_ms:
+            return True
+        clocks[shard] = max(clocks.get(shard, ts), ts)
+        return False
+
     for partition in sorted(by_partition):
         for m in sorted(by_partition[partition], key=lambda m: m.offset):
             event = parse(m.value)
@@ -103,11 +126,15 @@ def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
                 continue
             start = event["ts"] // window_ms * window_ms
             user = event["user_id"]
-            if user in newest and start + window_ms <= newest[user] - lateness_ms:
+            if beyond_horizon(user_clock, _shard(user), event["ts"]) or (
+                    user in newest and start + window_ms <= newest[user] - lateness_ms):
                 result.dead[(m.partition, m.offset)] = _dead("late", topic, m)
                 continue
             newest[user] = max(newest.get(user, event["ts"]), event["ts"])
             user_events[(user, start)].append(event)
+            if beyond_horizon(page_clock, _shard(event["url"]), event["ts"]):
+                result.dead[(m.partition, m.offset)] = _dead("late", topic, m)
+                continue
             page_events[(event["url"], start)].append(event)
     for (user, start), events in user_events.items():
         result.user[(user, iso(start))] = {

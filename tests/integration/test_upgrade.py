@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from tests.fixtures.store_v2_input import (STORE, TOPICS, messages, offsets_of, recreate_topics,
-                                          topics_env)
+from tests.fixtures.store_v2_input import (messages, offsets_of, recreate_topics, store_of,
+                                          topics_env, topics_of)
 from tests.integration.checks import PAGE_FIELDS, USER_FIELDS, windows_by_identity
 from tests.integration.kafka_io import read_topic, run_dataflow
 from tests.integration.oracle import expected_outputs
@@ -14,11 +14,13 @@ from tests.integration.oracle import expected_outputs
 pytestmark = pytest.mark.integration
 
 
-def test_the_previous_versions_store_resumes_to_the_oracles_output(brokers, tmp_path):
-    recreate_topics(brokers)
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_previous_versions_store_resumes_to_the_oracles_output(brokers, tmp_path, version):
+    recreate_topics(brokers, version)
+    TOPICS = topics_of(version)
     store = tmp_path / "store"
-    shutil.copytree(STORE, store)
-    done = run_dataflow(dict(topics_env(brokers), CLICKSTREAM_BOUNDED="1"),
+    shutil.copytree(store_of(version), store)
+    done = run_dataflow(dict(topics_env(brokers, version), CLICKSTREAM_BOUNDED="1"),
                         "-r", str(store), "-s", "1", "-b", "0")
     assert done.returncode == 0, done.stderr[-2000:]
     expected = expected_outputs(offsets_of(messages()), TOPICS["input"], 5000, 10000)

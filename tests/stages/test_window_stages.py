@@ -8,6 +8,7 @@ import pickle
 from typing import Dict, List
 
 import pytest
+from prometheus_client import REGISTRY
 
 from clickstream.core.aggregations import PAGE_TRAFFIC, USER_ENGAGEMENT
 from clickstream.core.events import Event
@@ -17,7 +18,7 @@ from clickstream.core.shards import PAGE_SHARD_OF, USER_SHARD_KEYS, shard_of
 from clickstream.stages import shard as shard_module
 from clickstream.stages.page_windows import PAGE_SETTLE_MS, PageShard
 from clickstream.stages.user_windows import UserShard
-from tests.fixtures.store_v2_input import STORE, TOPICS, messages, offsets_of
+from tests.fixtures.store_v2_input import messages, offsets_of, store_of, topics_of
 from tests.integration.oracle import expected_outputs, iso
 
 W, L = 5000, 10000
@@ -40,12 +41,16 @@ def event(user: str, ts: int, url: str = "/a", kind: str = "page_view", offset: 
     return Event(user, kind, url, ts, "", partition, offset, raw)
 
 
-def user_stage(clock, bounded=False, resume=None, output_partitions=3, dlq_partitions=2):
-    return UserShard(W, L, bounded, "clicks", output_partitions, dlq_partitions, resume, clock)
+def user_stage(clock, bounded=False, resume=None, output_partitions=3, dlq_partitions=2,
+               ttl_ms=None):
+    return UserShard(W, L, bounded, "clicks", output_partitions, dlq_partitions, resume, clock,
+                     ttl_ms)
 
 
-def page_stage(clock, bounded=False, resume=None, output_partitions=3, dlq_partitions=2):
-    return PageShard(W, L, bounded, "clicks", output_partitions, dlq_partitions, resume, clock)
+def page_stage(clock, bounded=False, resume=None, output_partitions=3, dlq_partitions=2,
+               ttl_ms=None):
+    return PageShard(W, L, bounded, "clicks", output_partitions, dlq_partitions, resume, clock,
+                     ttl_ms)
 
 
 def by_tag(out) -> Dict[str, list]:
@@ -105,6 +110,28 @@ def test_user_stage_sends_on_time_events_to_their_page_shard_and_late_ones_to_de
                       "value": late.raw.decode(), "error": (
                           f"late: user window {iso(T0)} of 'u' was already emitted "
                           f"(watermark {iso(T0 + 10000)})")}
+
+
+def test_an_event_behind_the_state_horizon_is_dead_lettered_and_forgotten_keys_are_counted():
+    keys = REGISTRY.get_sample_value("clickstream_keys", {"stage": "user"})
+    expired = REGISTRY.get_sample_value("clickstream_keys_expired_total", {"stage": "user"})
+    stage = user_stage(FakeClock(), ttl_ms=20000)
+    stage.on_batch([[event("u", T0 + 100, offset=0), event("v", T0 + 100, offset=1)]])
+    assert REGISTRY.get_sample_value("clickstream_keys", {"stage": "user"}) == keys + 2
+    out, _ = stage.on_batch([[event("v", T0 + 60000, offset=2)]])
+    # u's window closed on the horizon (T0 + 40 s) and u was forgotten; v stays
+    assert set(rendered(out, USER, USER_ENGAGEMENT)) == {("u", iso(T0)), ("v", iso(T0))}
+    assert set(stage.windows.keys) == {"v"}
+    assert REGISTRY.get_sample_value("clickstream_keys", {"stage": "user"}) == keys + 1
+    assert REGISTRY.get_sample_value(
+        "clickstream_keys_expired_total", {"stage": "user"}) == expired + 1
+    back = event("u", T0 + 39999, offset=3, partition=1)
+    out, _ = stage.on_batch([[back]])
+    [letter] = dead_letters(out)
+    assert letter["reason"] == "late" and letter["error"] == (
+        f"late: ts {iso(T0 + 39999)} is before the user state horizon {iso(T0 + 40000)} (the "
+        f"shard's newest event time minus CLICKSTREAM_STATE_TTL_SECONDS=20)")
+    assert PAGE_IN not in by_tag(out)
 
 
 def test_idle_clock_closes_a_quiet_users_window_after_w_plus_l():
@@ -178,26 +205,31 @@ def test_a_store_it_cannot_read_stops_with_one_line(monkeypatch):
     assert status == 2 and message.startswith("cannot resume: the recovery store holds window state")
 
 
-def test_the_store_of_the_previous_version_resumes(tmp_path):
-    """tests/fixtures/store-v2 was written by the version before the window snapshot became a
-    dataclass (see make_store.py): its open windows must come back whole."""
+@pytest.mark.parametrize("version, found", [(2, lambda state: state[0] == 2),
+                                            (3, lambda state: state.version == 3)])
+def test_the_stores_of_previous_versions_resume(tmp_path, version, found):
+    """tests/fixtures/store-v2 and store-v3 were written by earlier landed versions (see
+    make_store.py): tuples, then WindowsSnapshot 3 without the shard clock. Their open windows
+    must come back whole, and the clock they imply is their newest event time."""
     store = tmp_path / "store"
-    shutil.copytree(STORE, store)
+    shutil.copytree(store_of(version), store)
     with sqlite3.connect(store / "part-0.sqlite3") as db:
         rows = db.execute("SELECT step_id, state_key, ser_change FROM snaps s WHERE snap_epoch ="
                           " (SELECT max(snap_epoch) FROM snaps WHERE step_id = s.step_id AND"
                           " state_key = s.state_key)").fetchall()
     states = {(step.rpartition(".")[2], key): pickle.loads(blob) for step, key, blob in rows}
-    assert all(state[0] == 2 for (step, _), state in states.items() if step.endswith("windows"))
+    assert all(found(state) for (step, _), state in states.items() if step.endswith("windows"))
     users, pages = {}, {}
+    newest = max(T0 + i * 300 for i in range(24))
     for (step, key), state in states.items():
         if step == "user_windows":
-            users.update(rendered(user_stage(FakeClock(), True, state, 3).on_eof()[0], USER,
-                                  USER_ENGAGEMENT))
+            stage = user_stage(FakeClock(), True, state, 3)
+            assert T0 <= stage.windows.clock <= newest
+            users.update(rendered(stage.on_eof()[0], USER, USER_ENGAGEMENT))
         elif step == "page_windows":
             pages.update(rendered(page_stage(FakeClock(), True, state, 3).on_eof()[0], PAGE,
                                   PAGE_TRAFFIC))
-    expected = expected_outputs(offsets_of(messages()), TOPICS["input"], W, L)
+    expected = expected_outputs(offsets_of(messages()), topics_of(version)["input"], W, L)
     assert users == expected.user and pages == expected.page
     assert {k for (step, k) in states if step == "user_windows"} == {
         USER_SHARD_KEYS[shard_of(u)] for u, _ in expected.user}

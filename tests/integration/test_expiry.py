@@ -1,0 +1,66 @@
+"""Key state expiry on the real broker, against the oracle that knows the horizon rule.
+
+Every user sits in one user shard and the input on one partition, so the shard's clock moves in
+input order and the outcome is exact (events of several user shards reach a page shard in no
+fixed order within a batch; the page side of the rule is tested in tests/stages and tests/core).
+"""
+
+import json
+import zlib
+
+import pytest
+
+from tests.integration.checks import assert_matches, outputs
+from tests.integration.kafka_io import make_topics, produce, read_topic, run_dataflow
+
+pytestmark = pytest.mark.integration
+
+T0 = 1767225600000
+W, L, TTL = 5000, 2000, 20000
+
+
+def users_of_one_shard(count: int):
+    names = (f"user-{i}" for i in range(10_000))
+    first = next(names)
+    shard = zlib.crc32(first.encode()) % 64
+    return [first] + [n for n in names if zlib.crc32(n.encode()) % 64 == shard][:count - 1]
+
+
+def test_keys_expire_and_return_exactly_as_the_oracle_says(brokers):
+    topics = make_topics(brokers, input_partitions=1)
+    main, a, b, c = users_of_one_shard(4)
+    timeline = [(a, 0), (a, 1000), (b, 3000), (c, 6000), (b, 8000), (c, 9000)]
+    timeline += [(main, t) for t in range(10_000, 40_001, 2000)]  # the shard's clock: 40 s
+    timeline += [
+        (a, 2000),    # a was forgotten; its emitted window [0, 5) is behind the horizon: late
+        (b, 21_000),  # forgotten too, back 1 s after the horizon (20 s): a new window
+        (c, 20_000),  # exactly at the horizon: on time
+        (c, 19_999),  # 1 ms behind it: late
+        (a, 40_000),  # a new window for a is fine
+    ]
+    timeline += [(main, t) for t in range(42_000, 80_001, 2000)]  # the horizon: 60 s
+    timeline += [(b, 72_000), (b, 64_000)]  # b on time, then late by its own watermark only
+    produce(brokers, topics.input, [
+        (user.encode(), json.dumps({"user_id": user, "event_type": "page_view",
+                                    "url": f"/p{i % 3}", "ts": T0 + t}).encode(), 0)
+        for i, (user, t) in enumerate(timeline)])
+    inputs = read_topic(brokers, topics.input)
+    assert len(inputs) == len(timeline)
+
+    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1, CLICKSTREAM_WINDOW_SECONDS=5,
+                                     CLICKSTREAM_ALLOWED_LATENESS_SECONDS=2,
+                                     CLICKSTREAM_STATE_TTL_SECONDS=20))
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = assert_matches(topics, inputs, W, L, ttl_ms=TTL)
+
+    # What the oracle says, spelled out: three late events, two of them by the horizon.
+    _, _, dead = outputs(topics)
+    late = {d["offset"]: d["error"] for d in dead if d["reason"] == "late"}
+    offset = {(user, t): i for i, (user, t) in enumerate(timeline)}
+    assert set(late) == {offset[(a, 2000)], offset[(c, 19_999)], offset[(b, 64_000)]}
+    assert "before the user state horizon 2026-01-01T00:00:20.000Z" in late[offset[(a, 2000)]]
+    assert "window 2026-01-01T00:01:00.000Z of" in late[offset[(b, 64_000)]]
+    assert expected.user[(a, "2026-01-01T00:00:40.000Z")]["events"] == 1
+    assert expected.user[(b, "2026-01-01T00:00:20.000Z")]["events"] == 1
+    assert expected.user[(c, "2026-01-01T00:00:20.000Z")]["events"] == 1
+    assert expected.user[(a, "2026-01-01T00:00:00.000Z")]["events"] == 2
