@@ -34,6 +34,7 @@ T: one key far ahead makes another key's event late only when it is more than T 
 
 import heapq
 import pickle
+from array import array
 from bisect import insort
 from collections import deque
 from dataclasses import dataclass
@@ -47,11 +48,13 @@ from clickstream.core.times import NEVER
 class WindowsSnapshot:
     """What the recovery store keeps of one KeyedWindows: immutable, versioned.
 
-    `marks` pickles {key: (max_ts, watermark)} of the keys not forgotten; `groups` maps each
+    `marks` pickles ([key], int64 array of max_ts, watermark per key) of the keys not
+    forgotten (a dict of tuples cost 100 MB while pickling a million keys); `groups` maps each
     window start to the pickled {key: state} of the windows open at that start (a group is
     pickled again only when one of its windows changed); `clock` is the shard's newest event
-    time. Version 3 had no clock, version 2 was the tuple (2, marks, groups): both migrate with
-    the clock they implied, the newest max_ts of their keys (they never forgot a key)."""
+    time. Version 3 had no clock and its marks were {key: (max_ts, watermark)}, version 2 was
+    the tuple (2, marks, groups) of the same: both migrate with the clock they implied, the
+    newest max_ts of their keys (they never forgot a key)."""
 
     VERSION: ClassVar[int] = 4
     marks: bytes
@@ -65,16 +68,33 @@ class WindowsSnapshot:
         if isinstance(stored, cls) and stored.version == cls.VERSION:
             return stored
         if isinstance(stored, cls) and stored.version == 3:
-            return cls(stored.marks, stored.groups, _newest_mark(stored.marks))
+            return cls._from_dict_marks(stored.marks, stored.groups)
         if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == 2:
-            return cls(stored[1], stored[2], _newest_mark(stored[1]))
+            return cls._from_dict_marks(stored[1], stored[2])
         found = f"version {stored.version}" if isinstance(stored, cls) else type(stored).__name__
         raise ValueError(f"the recovery store holds window state of a format this version of "
                          f"clickstream cannot read ({found}; it reads 2 to {cls.VERSION})")
 
 
-def _newest_mark(marks: bytes) -> int:
-    return max((max_ts for max_ts, _ in pickle.loads(marks).values()), default=NEVER)
+    @classmethod
+    def _from_dict_marks(cls, marks: bytes, groups: Dict[int, bytes]) -> "WindowsSnapshot":
+        old = pickle.loads(marks)
+        clock = max((max_ts for max_ts, _ in old.values()), default=NEVER)
+        return cls(pack_marks(old.keys(), [t for pair in old.values() for t in pair]), groups,
+                   clock)
+
+
+def pack_marks(keys, times) -> bytes:
+    """The snapshot's marks: keys in order, then max_ts and watermark of each, as int64."""
+    return pickle.dumps((list(keys), array("q", times).tobytes()), pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_marks(marks: bytes):
+    """(key, max_ts, watermark) of each key in packed `marks`."""
+    keys, raw = pickle.loads(marks)
+    times = array("q")
+    times.frombytes(raw)
+    return zip(keys, times[0::2], times[1::2])
 
 
 class ClosedWindow(NamedTuple):
@@ -85,14 +105,22 @@ class ClosedWindow(NamedTuple):
 
 
 class _KeyState:
-    __slots__ = ("max_ts", "watermark", "windows", "idle_since", "due")
+    """What a key has beyond its window states, which live only in the group of their window
+    start (KeyedWindows._starts): a dict per key cost ~200 bytes each, a fifth of the memory
+    of a million users with one open window. The key's `open` windows start at `first`, at
+    `last` and at some of the multiples of W in between, found by stepping through the groups
+    (a key's open windows span a few W: the watermark or the horizon closes older ones)."""
+
+    __slots__ = ("max_ts", "watermark", "idle_since", "due", "first", "last", "open")
 
     def __init__(self, idle_since: int):
         self.max_ts = NEVER
         self.watermark = NEVER  # windows ending at or before this are closed
-        self.windows: Dict[int, list] = {}
         self.idle_since = idle_since  # idle-clock ms of the key's last event
         self.due: Optional[int] = None  # the key's live entry in the idle heap, if any
+        self.first = 0  # the oldest and newest open window start (when open > 0)
+        self.last = 0
+        self.open = 0  # open windows
 
 
 class KeyedWindows:
@@ -122,8 +150,8 @@ class KeyedWindows:
         self.watermark_closing = watermark_closing
         self.settle = settle_ms
         self.keys: Dict[str, _KeyState] = {}
-        # The same window states again, grouped by window start, for incremental snapshots:
-        # only the groups touched since the last snapshot are pickled again (see snapshot()).
+        # The window states, grouped by window start: {start: {key: state}}. Snapshots are
+        # incremental: only the groups touched since the last one are pickled again.
         self._starts: Dict[int, Dict[str, list]] = {}
         self._dirty: set = set()  # window starts changed since the last snapshot
         self._blobs: Dict[int, bytes] = {}  # window start -> its pickled group, as of then
@@ -166,16 +194,17 @@ class KeyedWindows:
             if start + width <= ks.watermark:
                 late.append((event, ks.watermark, False))
                 continue
-            windows = ks.windows
-            state = windows.get(start)
-            if state is None:
-                state = windows[start] = initialize()
-                group = starts.get(start)
-                if group is None:
-                    starts[start] = {key: state}
-                    heapq.heappush(self._open_starts, start)
-                else:
-                    group[key] = state
+            group = starts.get(start)
+            if group is None:
+                state = initialize()
+                starts[start] = {key: state}
+                heapq.heappush(self._open_starts, start)
+                self._opened(ks, start)
+            else:
+                state = group.get(key)
+                if state is None:
+                    state = group[key] = initialize()
+                    self._opened(ks, start)
             mark_dirty(start)
             agg(state, event)
             ks.idle_since = now
@@ -186,7 +215,7 @@ class KeyedWindows:
                         self._pending.append((now, key, ts - lateness))
                     else:
                         self._advance(key, ks, ts - lateness, closed)
-            if idle_closing and windows:
+            if idle_closing and ks.open:
                 # A newer watermark or an older window can make the key due sooner than its entry.
                 due = self._due_at(ks)
                 if ks.due is None or due < ks.due:
@@ -206,21 +235,48 @@ class KeyedWindows:
                 continue  # emptied by watermarks already (or a repeated entry)
             self._dirty.add(start)
             for key in sorted(group):
-                ks = keys[key]
-                closed.append(ClosedWindow(key, start, start + width, ks.windows.pop(start)))
-                if not ks.windows:
-                    self._retire(key, ks)
+                closed.append(ClosedWindow(key, start, start + width, group[key]))
+                self._closed(key, keys[key], start)
         ends, buckets = self._bucket_ends, self._idle_keys
         while ends and ends[0] <= horizon:
             for key in buckets.pop(ends.pop(0)):
                 ks = keys.get(key)
-                if ks is None or ks.windows:
+                if ks is None or ks.open:
                     continue  # forgotten already, or open again (it is retired again later)
                 if self._forget_from(ks) <= horizon:
                     del keys[key]
                     self.expired += 1
                 else:
                     self._retire(key, ks)  # an idle close moved its watermark further
+
+    @staticmethod
+    def _opened(ks: "_KeyState", start: int) -> None:
+        if ks.open:
+            if start < ks.first:
+                ks.first = start
+            elif start > ks.last:
+                ks.last = start
+        else:
+            ks.first = ks.last = start
+        ks.open += 1
+
+    def _closed(self, key: str, ks: "_KeyState", start: int) -> None:
+        """The key's window at `start` left its group: keep first/last/open true."""
+        ks.open -= 1
+        if not ks.open:
+            self._retire(key, ks)
+        elif start == ks.first:
+            starts, width = self._starts, self.width
+            at = start + width
+            while key not in starts.get(at, ()):
+                at += width
+            ks.first = at
+        elif start == ks.last:
+            starts, width = self._starts, self.width
+            at = start - width
+            while key not in starts.get(at, ()):
+                at -= width
+            ks.last = at
 
     def _forget_from(self, ks: "_KeyState") -> int:
         """The horizon at which a key without open windows may be forgotten."""
@@ -251,30 +307,29 @@ class KeyedWindows:
 
     def _advance(self, key: str, ks: _KeyState, watermark: int, closed: List[ClosedWindow]) -> None:
         ks.watermark = watermark
-        windows = ks.windows
-        if not windows:
+        if not ks.open:
             return
         width = self.width
         limit = watermark - width
-        if min(windows) > limit:  # the common case: nothing to close (min() runs in C)
+        if ks.first > limit:  # the common case: nothing to close
             return
-        due = [start for start in windows if start <= limit]
-        if due:
-            due.sort()
-            starts, dirty = self._starts, self._dirty
-            for start in due:
-                closed.append(ClosedWindow(key, start, start + width, windows.pop(start)))
-                group = starts[start]
-                del group[key]
-                if not group:
-                    del starts[start]
-                dirty.add(start)
-            if not windows:
-                self._retire(key, ks)
+        starts, dirty = self._starts, self._dirty
+        at, stop = ks.first, min(limit, ks.last)
+        while at <= stop:  # oldest first; a key's open windows span a few W at most
+            group = starts.get(at)
+            if group is not None:
+                state = group.pop(key, None)
+                if state is not None:
+                    closed.append(ClosedWindow(key, at, at + width, state))
+                    if not group:
+                        del starts[at]
+                    dirty.add(at)
+                    self._closed(key, ks, at)
+            at += width
 
     def _due_at(self, ks: _KeyState) -> int:
         """Idle-clock ms at which the key's earliest open window closes if nothing arrives."""
-        earliest_end = min(ks.windows) + self.width
+        earliest_end = ks.first + self.width
         return ks.idle_since + max(self.settle, earliest_end - self._watermark_of(ks))
 
     def _watermark_of(self, ks: _KeyState) -> int:
@@ -311,13 +366,13 @@ class KeyedWindows:
             if ks is None or ks.due != due:
                 continue  # superseded by a newer entry for the same key
             ks.due = None
-            if not ks.windows:
+            if not ks.open:
                 continue
             if self._due_at(ks) <= now:
                 # As if event time had kept flowing while the key was idle.
                 self._advance(key, ks, self._watermark_of(ks) + (now - ks.idle_since), closed)
                 ks.idle_since = now
-            if ks.windows:
+            if ks.open:
                 self._schedule(key, ks)
         return closed
 
@@ -325,9 +380,9 @@ class KeyedWindows:
         """End of input: emit every open window, oldest first per key."""
         closed: List[ClosedWindow] = []
         self._pending.clear()
-        for key, ks in self.keys.items():
-            if ks.windows:
-                last_end = max(ks.windows) + self.width
+        for key, ks in list(self.keys.items()):
+            if ks.open:
+                last_end = ks.last + self.width
                 self._advance(key, ks, max(self._watermark_of(ks), last_end), closed)
         self._idle_heap.clear()
         for ks in self.keys.values():
@@ -347,9 +402,11 @@ class KeyedWindows:
             else:
                 blobs.pop(start, None)
         self._dirty.clear()
-        marks = {key: (ks.max_ts, ks.watermark) for key, ks in self.keys.items()}
-        return WindowsSnapshot(pickle.dumps(marks, pickle.HIGHEST_PROTOCOL), dict(blobs),
-                               self.clock)
+        times = array("q")
+        for ks in self.keys.values():
+            times.append(ks.max_ts)
+            times.append(ks.watermark)
+        return WindowsSnapshot(pack_marks(self.keys, times), dict(blobs), self.clock)
 
     def restore(self, stored, now: int) -> None:
         """Load a snapshot of any known version; idle time restarts from `now` (downtime never
@@ -364,26 +421,31 @@ class KeyedWindows:
         self._bucket_ends.clear()
         self.clock = snapshot.clock
         marks, blobs = snapshot.marks, snapshot.groups
-        for key, (max_ts, watermark) in pickle.loads(marks).items():
+        for key, max_ts, watermark in unpack_marks(marks):
             ks = self.keys[key] = _KeyState(now)
             ks.max_ts = max_ts
             ks.watermark = watermark
         for start, blob in blobs.items():
             group = self._starts[start] = pickle.loads(blob)
             self._blobs[start] = blob
-            for key, state in group.items():
-                self.keys[key].windows[start] = state
+        for start in sorted(self._starts):
+            for key in self._starts[start]:
+                self._opened(self.keys[key], start)
         self._open_starts = sorted(self._starts)
         for key, ks in self.keys.items():
-            if not ks.windows:
+            if not ks.open:
                 self._retire(key, ks)
         # What a store written before expiry (or with a longer TTL) holds beyond this one's
         # horizon goes with the clock's next move: a restore emits nothing.
         if self.idle_closing:
             for key, ks in self.keys.items():
-                if ks.windows:
+                if ks.open:
                     self._schedule(key, ks)
 
     def contents(self) -> Dict[str, tuple]:
         """{key: (max_ts, watermark, {start: state})}: a plain view for tests and tools."""
-        return {key: (ks.max_ts, ks.watermark, dict(ks.windows)) for key, ks in self.keys.items()}
+        windows: Dict[str, Dict[int, list]] = {key: {} for key in self.keys}
+        for start in sorted(self._starts):
+            for key, state in self._starts[start].items():
+                windows[key][start] = state
+        return {key: (ks.max_ts, ks.watermark, windows[key]) for key, ks in self.keys.items()}

@@ -1,5 +1,6 @@
 """Window assignment, aggregates, lateness and closing: pure code, no broker."""
 
+import pickle
 from typing import NamedTuple
 
 import pytest
@@ -200,12 +201,17 @@ def test_a_snapshot_is_frozen_and_versioned():
         snap.groups = {}
 
 
+def old_marks(windows: KeyedWindows) -> bytes:
+    """Marks as versions 2 and 3 stored them: a pickled {key: (max_ts, watermark)}."""
+    return pickle.dumps({k: (m, w) for k, (m, w, _) in windows.contents().items()})
+
+
 def test_a_version_2_snapshot_is_migrated_on_restore():
     windows = KeyedWindows(UserEngagement(), 5000, 10000)
     _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
     now = windows.snapshot()
     restored = KeyedWindows(UserEngagement(), 5000, 10000)
-    restored.restore((2, now.marks, now.groups), now=0)  # the tuple version 2 stored
+    restored.restore((2, old_marks(windows), now.groups), now=0)  # the tuple version 2 stored
     assert restored.contents() == windows.contents()
     assert restored.clock == windows.clock == 16000  # the newest event time of its keys
 
@@ -214,12 +220,11 @@ def test_a_version_3_snapshot_is_migrated_with_the_clock_it_implied():
     windows = KeyedWindows(UserEngagement(), 5000, 10000)
     _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
     now = windows.snapshot()
-    v3 = WindowsSnapshot(now.marks, now.groups, version=3)  # as unpickled: no clock
+    v3 = WindowsSnapshot(old_marks(windows), now.groups, version=3)  # as unpickled: no clock
     restored = KeyedWindows(UserEngagement(), 5000, 10000, ttl_ms=20000)
     restored.restore(v3, now=0)
     assert restored.contents() == windows.contents() and restored.clock == 16000
-    empty = WindowsSnapshot(KeyedWindows(UserEngagement(), 5000, 0).snapshot().marks, {},
-                            version=3)
+    empty = WindowsSnapshot(pickle.dumps({}), {}, version=3)
     restored.restore(empty, now=0)
     assert restored.keys == {} and restored.clock < -(2**61)
 
