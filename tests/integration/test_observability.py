@@ -80,6 +80,11 @@ def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_
         assert value(samples, "clickstream_events_late_total") == sum(
             d["reason"] == "late" for d in expected.dead.values())
         assert value(samples, "clickstream_windows_emitted_total", output="user") == len(expected.user)
+        # Nothing is an hour behind here, so every user and url seen is still held.
+        assert value(samples, "clickstream_keys", stage="user") == len({u for u, _ in expected.user})
+        assert value(samples, "clickstream_keys", stage="page") == len({u for u, _ in expected.page})
+        assert value(samples, "clickstream_keys_expired_total", stage="user") == 0
+        assert value(samples, "clickstream_recovery_store_bytes") == 0  # recovery is off
         time.sleep(2)  # the last epoch's commit
         samples = scrape()
         for topic, count in ((topics.user, len(expected.user)), (topics.page, len(expected.page)),
