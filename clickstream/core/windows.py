@@ -344,7 +344,7 @@ class KeyedWindows:
             # Superseded entries pile up while a backlog is replayed (the idle clock stands
             # still); keep only each key's live one.
             keys = self.keys
-            self._idle_heap = [(d, k) for d, k in heap if keys[k].due == d]
+            self._idle_heap = [(d, k) for d, k in heap if k in keys and keys[k].due == d]
             heapq.heapify(self._idle_heap)
 
     def next_due(self) -> Optional[int]:

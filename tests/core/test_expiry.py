@@ -243,3 +243,16 @@ def test_with_idle_closing_every_window_is_emitted_once_and_every_event_counted_
             windows = restored
     record(windows.close_all())
     assert emitted == on_time
+
+
+def test_the_idle_heap_is_compacted_past_forgotten_keys():
+    """Compaction of the idle heap once looked every key up and raised KeyError for entries
+    of forgotten keys: 2,000 keys leave, then the next schedule compacts."""
+    windows = KeyedWindows(UserEngagement(), W, L, ttl_ms=T)
+    feed(windows, [[(f"k{i}", 1_000) for i in range(2000)]], now=0)
+    assert len(windows._idle_heap) == 2000
+    feed(windows, [[("far", 100_000)]], now=0)
+    assert set(windows.keys) == {"far"} and windows.expired == 2000
+    feed(windows, [[("new", 100_001)]], now=0)
+    assert sorted(k for _, k in windows._idle_heap) == ["far", "new"]
+    assert sorted(c.key for c in windows.close_idle(10**9)) == ["far", "new"]
