@@ -27,8 +27,10 @@ Why forgetting changes nothing but memory: after it, an event e of that key is e
 the first rule, or has ts >= H' >= H (the horizon only grows) >= the old watermark and >= the
 end of every window the key ever had. So e falls into a window the key never had, hence never
 emitted, and no old watermark could have made e late: the forgotten key's state and a fresh
-key's state treat e, and everything after it, identically. Lateness thus stays per key within
-T: one key far ahead makes another key's event late only when it is more than T behind.
+key's state treat e, and everything after it, identically (idle closing aside: it moves from
+max(old watermark, newest - L), so a fresh key's first idle close may come up to L later).
+Lateness thus stays per key within T: one key far ahead makes another key's event late only
+when it is more than T behind.
 (tests/core/test_expiry.py checks this against a model that never forgets.)
 """
 
