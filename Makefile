@@ -8,7 +8,7 @@ PARTITIONS ?= 2
 PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-up kafka-down topics demo run cluster test test-unit test-integration soak bench clean
+.PHONY: help install kafka-up kafka-down pg-up pg-down topics demo run cluster test test-unit test-integration soak bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ kafka-up: $(VENV)/.installed ## start the local single-node Kafka (KRaft) on 127
 
 kafka-down: ## stop the local Kafka
 	scripts/kafka.sh down
+
+pg-up: ## start the local PostgreSQL on 127.0.0.1:15432 (PG_PORT): database and superuser role clickstream
+	scripts/pg.sh up
+
+pg-down: ## stop the local PostgreSQL
+	scripts/pg.sh down
 
 topics: $(VENV)/.installed ## create the input, output and DLQ topics (PARTITIONS each) if missing
 	$(PY) -m clickstream.topics --partitions $(PARTITIONS)
@@ -60,6 +66,7 @@ bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams
 	scripts/kafka.sh up
 	$(PY) -m bench.run
 
-clean: ## remove .venv and .local (broker data, recovery stores)
+clean: ## remove .venv and .local (broker and database data, recovery stores)
 	-scripts/kafka.sh down
+	-scripts/pg.sh down
 	rm -rf $(VENV) .local
