@@ -15,6 +15,7 @@ and the recovery store are checked then (one line and exit 2 on a problem).
 """
 
 import signal
+import time
 from typing import Optional
 
 import bytewax.operators as op
@@ -23,6 +24,9 @@ from bytewax.dataflow import Dataflow
 from clickstream.core.aggregations import PAGE_TRAFFIC, USER_ENGAGEMENT
 from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, USER
 from clickstream.io.kafka import end_offsets, topic_partitions
+from clickstream.io.pg_schema import COLUMNS, DAY_MS, DatabaseError
+from clickstream.io.pg_schema import prepare as prepare_database
+from clickstream.io.pg_sink import TABLE_PARTITIONS, TableSink
 from clickstream.io.sink import RecordSink
 from clickstream.io.source import ClickSource
 from clickstream.io.watchers import ClusterProgress, PartitionWatcher
@@ -67,9 +71,22 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
         return RecordSink(settings, topic, partitions[topic], (origin or {}).get(topic), render,
                           output)
 
-    op.output("user_metrics", user_records, sink(settings.user_topic, USER_ENGAGEMENT.render, USER))
-    op.output("page_metrics", page_records, sink(settings.page_topic, PAGE_TRAFFIC.render, PAGE))
-    op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
+    if settings.to_kafka:
+        op.output("user_metrics", user_records,
+                  sink(settings.user_topic, USER_ENGAGEMENT.render, USER))
+        op.output("page_metrics", page_records,
+                  sink(settings.page_topic, PAGE_TRAFFIC.render, PAGE))
+        op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
+    if settings.to_postgres:
+        def table(name: str, topic: str, aggregation=None, output: str = "") -> TableSink:
+            return TableSink(settings, name, COLUMNS[name], partitions[topic],
+                             aggregation.row if aggregation else None, output)
+
+        op.output("user_metrics_table", user_records,
+                  table("user_metrics", settings.user_topic, USER_ENGAGEMENT, USER))
+        op.output("page_metrics_table", page_records,
+                  table("page_metrics", settings.page_topic, PAGE_TRAFFIC, PAGE))
+        op.output("dead_letters_table", dead, table("dead_letters", settings.dlq_topic))
     return flow
 
 
@@ -77,9 +94,19 @@ def _flow_from_environment() -> Dataflow:
     try:
         settings = Settings.from_env()
         partitions = topic_partitions(settings)
+        kafka_outputs = settings.output_topics if settings.to_kafka else ()
+        for topic in settings.output_topics:  # without Kafka outputs: the tables' partitions
+            partitions.setdefault(topic, TABLE_PARTITIONS)
+        if settings.to_postgres:
+            try:
+                prepare_database(settings.postgres_dsn, settings.postgres_retention_days,
+                                 int(time.time() * 1000) // DAY_MS)
+            except DatabaseError as exc:
+                raise SettingsError(f"CLICKSTREAM_POSTGRES_DSN={settings.dsn_shown}: "
+                                    f"{settings.redact(str(exc))}") from None
         directory = recovery_directory()
         origin = prepare_store(directory, settings, lambda: end_offsets(
-            settings, partitions, settings.output_topics)) if directory else None
+            settings, partitions, kafka_outputs)) if directory else None
     except SettingsError as exc:
         fail(str(exc))
     if directory:

@@ -24,6 +24,11 @@ class Aggregation:
         """The output record's value: result() as JSON."""
         return codec.dumps(self.result(key, start, end, state))
 
+    def row(self, key: str, start: int, end: int, state: list) -> tuple:
+        """The database row: result()'s values in its order (times stay RFC 3339 text,
+        which PostgreSQL reads as timestamptz)."""
+        return tuple(self.result(key, start, end, state).values())
+
 
 class UserEngagement(Aggregation):
     """Per user and window: events, page_views, clicks, unique_pages, sessions, first/last time.

@@ -5,6 +5,7 @@ A bad value stops the program before any work with a single line that names the 
 """
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
@@ -26,6 +27,9 @@ DEFAULTS = {
     "CLICKSTREAM_CONSUMER_GROUP": "clickstream",
     "CLICKSTREAM_PARTITION_CHECK_SECONDS": "10",
     "CLICKSTREAM_RECOVERY_LAYOUT": "shared",
+    "CLICKSTREAM_OUTPUTS": "kafka",
+    "CLICKSTREAM_POSTGRES_DSN": "postgresql://clickstream@127.0.0.1:15432/clickstream",
+    "CLICKSTREAM_POSTGRES_RETENTION_DAYS": "0",
     "CLICKSTREAM_STATE_TTL_SECONDS": "3600",
     "CLICKSTREAM_MAX_FUTURE_SECONDS": "3600",
     "CLICKSTREAM_PAGE_URL_QUERY": "keep",
@@ -65,6 +69,11 @@ class Settings:
     state_ttl_ms: int  # key state idle this long behind its shard's event time is forgotten
     max_future_ms: int  # an event time further ahead of its record's timestamp is malformed
     drop_url_query: bool  # page keys are urls without their query string and fragment
+    to_kafka: bool  # CLICKSTREAM_OUTPUTS holds kafka
+    to_postgres: bool  # ... and/or postgres
+    postgres_retention_days: int  # 0: keep every daily partition
+    # the libpq DSN (may hold a password): kept out of repr, shown only through `dsn_shown`
+    postgres_dsn: str = field(default="", repr=False)
     # librdkafka properties passed through (security.protocol, sasl.*, ssl.*); kept out of repr
     kafka: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -77,8 +86,15 @@ class Settings:
         return (self.user_topic, self.page_topic, self.dlq_topic)
 
     def topics(self) -> Tuple[Tuple[str, str], ...]:
-        """(setting name, topic) of every topic the service reads or writes."""
-        return tuple((name, getattr(self, attr)) for name, attr in TOPIC_SETTINGS)
+        """(setting name, topic) of every topic the service reads or writes: the output topics
+        only when the outputs include Kafka."""
+        used = TOPIC_SETTINGS if self.to_kafka else TOPIC_SETTINGS[:1]
+        return tuple((name, getattr(self, attr)) for name, attr in used)
+
+    @property
+    def dsn_shown(self) -> str:
+        """The PostgreSQL DSN with its password, if any, masked: safe to print."""
+        return redact_dsn(self.postgres_dsn)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -138,6 +154,18 @@ class Settings:
         url_query = get("CLICKSTREAM_PAGE_URL_QUERY").lower()
         if url_query not in ("keep", "drop"):
             raise SettingsError(f"CLICKSTREAM_PAGE_URL_QUERY={url_query!r} is not keep or drop")
+        outputs = [o.strip().lower() for o in get("CLICKSTREAM_OUTPUTS").split(",") if o.strip()]
+        if not outputs or not set(outputs) <= {"kafka", "postgres"}:
+            raise SettingsError(f"CLICKSTREAM_OUTPUTS={get('CLICKSTREAM_OUTPUTS')!r} is not kafka, "
+                                "postgres or kafka,postgres")
+        dsn = get("CLICKSTREAM_POSTGRES_DSN")
+        if "postgres" in outputs and not dsn:
+            raise SettingsError("CLICKSTREAM_POSTGRES_DSN is empty; give a libpq DSN, e.g. "
+                                + DEFAULTS["CLICKSTREAM_POSTGRES_DSN"])
+        retention = get("CLICKSTREAM_POSTGRES_RETENTION_DAYS")
+        if not retention.isdigit():
+            raise SettingsError(f"CLICKSTREAM_POSTGRES_RETENTION_DAYS={retention!r} is not a "
+                                "whole number of days (0 keeps everything)")
         kafka = tuple(sorted(
             (name[len(KAFKA_PREFIX):].lower().replace("_", "."), value)
             for name, value in env.items() if name.startswith(KAFKA_PREFIX) and value
@@ -158,15 +186,39 @@ class Settings:
             state_ttl_ms=state_ttl_ms,
             max_future_ms=max_future_ms,
             drop_url_query=url_query == "drop",
+            to_kafka="kafka" in outputs,
+            to_postgres="postgres" in outputs,
+            postgres_retention_days=int(retention),
+            postgres_dsn=dsn,
             kafka=kafka,
         )
 
     def redact(self, text: str) -> str:
-        """`text` with the value of every secret-looking Kafka property masked."""
+        """`text` with the value of every secret-looking Kafka property, and the PostgreSQL
+        password, masked."""
         for name, value in self.kafka:
             if any(word in name for word in SECRET_WORDS) and len(value) >= 3:
                 text = text.replace(value, "***")
+        password = dsn_password(self.postgres_dsn)
+        if password:
+            text = text.replace(password, "***")
         return text
+
+
+def dsn_password(dsn: str) -> str:
+    """The password in a libpq DSN (URL `user:pw@` or key/value `password=pw`), or ""."""
+    match = re.match(r"^postgres(?:ql)?://[^:@/]*:([^@/]*)@", dsn)
+    if match:
+        return match.group(1)
+    match = re.search(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)
+    if match:
+        return match.group(1).strip("'")
+    return ""
+
+
+def redact_dsn(dsn: str) -> str:
+    password = dsn_password(dsn)
+    return dsn.replace(password, "***") if password else dsn
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -1,0 +1,165 @@
+"""The PostgreSQL output on the real database and broker: every row against the oracle.
+
+Each test gets a database of its own on the local server (the `postgres` fixture).
+"""
+
+import random
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from clickstream.io import pg_schema
+from tests.integration.checks import assert_matches
+from tests.integration.kafka_io import read_topic, run_dataflow
+from tests.integration.oracle import expected_outputs, iso
+from tests.integration.test_exactly_once import finish, kill_repeatedly, preload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def database(postgres):
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def table_rows(dsn: str):
+    """(user rows, page rows, dead letters) in the oracle's shape, keyed as it keys them."""
+    with psycopg.connect(dsn) as conn:
+        def rows(sql):
+            cursor = conn.execute(sql)
+            names = [c.name for c in cursor.description]
+            return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+        def shown(row):
+            return {k: iso(int(v.timestamp() * 1000)) if hasattr(v, "timestamp") else v
+                    for k, v in row.items()}
+
+        users = [shown(r) for r in rows("SELECT * FROM user_metrics")]
+        pages = [shown(r) for r in rows("SELECT * FROM page_metrics")]
+        dead = rows('SELECT topic, partition, "offset", reason, error, value, value_b64 '
+                    "FROM dead_letters")
+    user = {(r["user_id"], r["window_start"]): r for r in users}
+    page = {(r["url"], r["window_start"]): r for r in pages}
+    assert len(user) == len(users) and len(page) == len(pages)
+    letters = {}
+    for d in dead:
+        assert d.pop("error")
+        if d["value_b64"] is None:
+            del d["value_b64"]
+        else:
+            del d["value"]
+        letters[(d["partition"], d["offset"])] = d
+    return user, page, letters
+
+
+def assert_rows_match(dsn: str, topics, inputs, **windows):
+    expected = expected_outputs(inputs, topics.input, windows.get("window_ms", 5000),
+                                windows.get("lateness_ms", 10000))
+    user, page, dead = table_rows(dsn)
+    assert user == expected.user
+    assert page == expected.page
+    assert dead == expected.dead
+    return expected
+
+
+def test_rows_equal_the_oracle_and_the_kafka_records(topics, database):
+    inputs = preload(topics, 20000, seed=31)
+    finish(topics, (), CLICKSTREAM_OUTPUTS="kafka,postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    expected = assert_rows_match(database, topics, inputs)
+    assert_matches(topics, inputs)
+    assert len(expected.dead) > 0 and {d["reason"] for d in expected.dead.values()} == {
+        "malformed", "late"}
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT max(version) FROM clickstream_schema").fetchone()[0] == \
+            pg_schema.VERSION
+        # a partition per day the windows fell on, beside today's and two days ahead
+        days = {r[0] for r in conn.execute(
+            "SELECT DISTINCT (window_start AT TIME ZONE 'UTC')::date FROM user_metrics")}
+        today = datetime.now(timezone.utc).date()
+        assert pg_schema.existing_days(conn) == {
+            (d - date(1970, 1, 1)).days for d in days | {today + timedelta(n) for n in range(3)}}
+
+
+def test_postgres_only_needs_no_output_topics(topics, database):
+    inputs = preload(topics, 3000, seed=32)
+    env = dict(CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database,
+               CLICKSTREAM_USER_TOPIC="no-such-topic", CLICKSTREAM_PAGE_TOPIC="no-such-topic-2",
+               CLICKSTREAM_DLQ_TOPIC="no-such-topic-3")
+    finish(topics, (), **env)
+    assert_rows_match(database, topics, inputs)
+
+
+def test_sigkills_at_random_moments_leave_every_row_once(topics, database, tmp_path):
+    inputs = preload(topics, 40000, seed=33)
+    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    env = dict(CLICKSTREAM_OUTPUTS="kafka,postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    kill_repeatedly(topics, flags, 4, random.Random(34), tmp_path, 0.0, 1.5,
+                    after_progress=True, **env)
+    result = finish(topics, flags, **env)
+    assert_rows_match(database, topics, inputs)
+    assert_matches(topics, inputs)
+    print(result.stderr[-500:])
+
+
+@pytest.mark.parametrize("problem, dsn, says", [
+    ("nothing listens", "postgresql://clickstream:s3cret-pw@127.0.0.1:1/clickstream",
+     "connection"),
+    ("no such database", "postgresql://clickstream:s3cret-pw@127.0.0.1:15432/nodb_here",
+     "does not exist"),
+    ("no such role", "postgresql://nobody_here:s3cret-pw@127.0.0.1:15432/clickstream",
+     "does not exist"),
+])
+def test_a_bad_dsn_stops_at_start_with_one_line_and_no_password(topics, postgres, problem, dsn,
+                                                                 says):
+    result = run_dataflow(topics.env(CLICKSTREAM_OUTPUTS="kafka,postgres",
+                                     CLICKSTREAM_POSTGRES_DSN=dsn, CLICKSTREAM_BOUNDED=1))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("clickstream: CLICKSTREAM_POSTGRES_DSN=") and says in lines[0]
+    assert "s3cret-pw" not in result.stderr + result.stdout and "***" in lines[0]
+
+
+def test_retention_drops_whole_old_days_and_keeps_the_rest(database):
+    today = 20_000  # 2024-10-04
+    with psycopg.connect(database) as conn:
+        pg_schema.migrate(conn)
+        pg_schema.ensure_days(conn, range(today - 10, today + 3))
+        dropped = pg_schema.drop_old_days(conn, 7, today)
+        assert dropped == sorted(f"{t}_p2024{md}" for t in pg_schema.WINDOW_TABLES
+                                 for md in ("0924", "0925", "0926"))
+        assert pg_schema.existing_days(conn) == set(range(today - 7, today + 3))
+        assert pg_schema.drop_old_days(conn, 0, today) == []
+        # a second migrate finds the schema current and changes nothing
+        assert pg_schema.migrate(conn) == pg_schema.VERSION
+
+
+def test_a_schema_newer_than_the_code_is_refused(database):
+    with psycopg.connect(database) as conn:
+        pg_schema.migrate(conn)
+        conn.execute("INSERT INTO clickstream_schema (version) VALUES (%s)",
+                     (pg_schema.VERSION + 1,))
+        conn.commit()
+        with pytest.raises(pg_schema.DatabaseError, match=r"schema version \d+; this version"):
+            pg_schema.migrate(conn)
+
+
+def test_keys_with_nul_and_dead_letters_with_nul_are_stored(topics, database):
+    from tests.integration.kafka_io import produce
+
+    values = [b'{"user_id":"a\\u0000b","event_type":"click","url":"/x\\u0000","ts":1767225600000}',
+              b'{"broken\\u0000": ', b"\x00\x01binary"]
+    produce(topics.brokers, topics.input, [(None, v, 0) for v in values])
+    finish(topics, (), CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT user_id FROM user_metrics").fetchall() == [("a\ufffdb",)]
+        assert conn.execute("SELECT count(*) FROM dead_letters WHERE value_b64 IS NOT NULL"
+                            ).fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 2
