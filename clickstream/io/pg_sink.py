@@ -29,11 +29,12 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from clickstream.core import codec
 from clickstream.core.records import Record, identity
-from clickstream.io.pg_schema import DAY_MS, DatabaseError, connect, ensure_days, one_line
+from clickstream.io.pg_schema import (DAY_MS, DatabaseError, connect, drop_old_days, ensure_days,
+                                      one_line)
 from clickstream.io.sink import Committer
 from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime import faults
-from clickstream.runtime.exits import stop
+from clickstream.runtime.exits import RESTART_STATUS, stop
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.settings import Settings
 
@@ -42,6 +43,8 @@ log = logging.getLogger("clickstream.pg_sink")
 Row = Callable[[str, int, int, list], tuple]  # a closed window's row: key, start, end, state
 TABLE_PARTITIONS = 2  # sink partitions per table when there are no Kafka outputs to follow
 LEDGER_KEPT = 20  # ledger rows kept behind the newest snapshot, for a resume from older ones
+MAINTENANCE_S = 3600  # how often partitions ahead are made and old ones dropped
+DAYS_AHEAD = 2
 
 # Days whose partitions exist, per process: one CREATE per day, not per batch.
 _known_days: set = set()
@@ -129,6 +132,11 @@ class _TablePartition(StatefulSinkPartition):
         self._pending = METRICS.sink_pending.labels(label, str(partition))
         self._pending.set(self._state.pending)
         self._emit_delay = METRICS.window_emit_delay.labels(output) if output else None
+        # One sink partition of the cluster keeps the days: partitions ahead, retention.
+        self._maintains = row is not None and table == "user_metrics" and partition == 0
+        self._maintained = time.monotonic()
+        self._retention_days = settings.postgres_retention_days
+        self._skipped_old = 0  # rows of days past the retention, not written
         if self._commit_interval_s:
             Committer.for_interval(self._commit_interval_s).add(self)
 
@@ -150,6 +158,21 @@ class _TablePartition(StatefulSinkPartition):
     def _write(self, records: List[Record]) -> None:
         conn, row = self._conn, self._row
         if row is not None:
+            if self._retention_days:
+                # Rows of a day past the retention are not written (a backfill of old
+                # history): their partition would only be dropped again, and a resume skips
+                # them again the same way.
+                oldest = int(time.time() * 1000) // DAY_MS - self._retention_days
+                kept = [r for r in records if r[1][0] // DAY_MS >= oldest]
+                if len(kept) < len(records):
+                    if not self._skipped_old:
+                        log.warning("%s[%d]: rows of days before the retention of %d days are "
+                                    "not written", self._table, self._partition,
+                                    self._retention_days)
+                    self._skipped_old += len(records) - len(kept)
+                    records = kept
+                    if not records:
+                        return
             days = {value[0] // DAY_MS for _, value, _, _ in records}
             missing = days - _known_days
             if missing:
@@ -211,17 +234,33 @@ class _TablePartition(StatefulSinkPartition):
 
     def _fail(self, doing: str, exc: psycopg.Error) -> None:
         # Exiting closes the connection: the server rolls the open transaction back whole.
+        # The database may be back soon: the status asks a supervisor to restart.
         stop(f"{doing} {self._table} in PostgreSQL ({self._settings.dsn_shown}) failed: "
-             f"{self._settings.redact(one_line(exc))}; a restart resumes from the last snapshot")
+             f"{self._settings.redact(one_line(exc))}; a restart resumes from the last snapshot",
+             RESTART_STATUS)
 
     def snapshot(self) -> SinkSnapshot:
         with self._lock:
-            if self._in_transaction:
-                try:
+            try:
+                if self._in_transaction:
                     self._commit()
-                except psycopg.Error as exc:
-                    self._fail("committing", exc)
+                if self._maintains and time.monotonic() - self._maintained >= MAINTENANCE_S:
+                    self._maintain()
+            except psycopg.Error as exc:
+                self._fail("committing", exc)
             return self._state.snapshot()
+
+    def _maintain(self) -> None:
+        """Partitions for the days ahead, old days dropped (outside any open transaction)."""
+        today = int(time.time() * 1000) // DAY_MS
+        ensure_days(self._conn, range(today, today + DAYS_AHEAD + 1))
+        dropped = drop_old_days(self._conn, self._retention_days, today)
+        with _days_guard:
+            _known_days.difference_update(d for d in list(_known_days)
+                                          if d < today - self._retention_days)
+        if dropped:
+            log.info("dropped %d partition(s) past the retention: %s", len(dropped), dropped)
+        self._maintained = time.monotonic()
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ Each test gets a database of its own on the local server (the `postgres` fixture
 """
 
 import random
+import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -11,8 +12,9 @@ import psycopg
 import pytest
 
 from clickstream.io import pg_schema
+from clickstream.runtime.exits import RESTART_STATUS
 from tests.integration.checks import assert_matches
-from tests.integration.kafka_io import read_topic, run_dataflow
+from tests.integration.kafka_io import run_dataflow, start_dataflow, wait_for
 from tests.integration.oracle import expected_outputs, iso
 from tests.integration.test_exactly_once import finish, kill_repeatedly, preload
 
@@ -163,3 +165,33 @@ def test_keys_with_nul_and_dead_letters_with_nul_are_stored(topics, database):
         assert conn.execute("SELECT count(*) FROM dead_letters WHERE value_b64 IS NOT NULL"
                             ).fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 2
+
+
+def test_a_database_outage_stops_with_one_line_and_a_restart_resumes_exactly(
+        topics, own_postgres, tmp_path):
+    server = own_postgres(15499)
+    inputs = preload(topics, 60000, seed=35)
+    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    env = dict(CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=server.dsn)
+    flow = start_dataflow(topics.env(**env), *flags, log=tmp_path / "run.log")
+
+    def rows_written():
+        with psycopg.connect(server.dsn) as conn:
+            try:
+                return conn.execute("SELECT count(*) FROM user_metrics").fetchone()[0] > 100
+            except psycopg.errors.UndefinedTable:  # not created yet
+                return False
+
+    wait_for(rows_written, timeout=60, what="rows in the database")
+    went_down = time.monotonic()
+    server.down()
+    status = flow.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    lines = [line for line in log.splitlines() if line.startswith("clickstream:")]
+    assert status == RESTART_STATUS, log[-2000:]
+    assert "in PostgreSQL" in lines[-1] and "resumes from the last snapshot" in lines[-1]
+    assert "Traceback" not in log
+    time.sleep(max(0.0, 30 - (time.monotonic() - went_down)))  # down for 30 s
+    server.up()
+    finish(topics, flags, **env)
+    assert_rows_match(server.dsn, topics, inputs)

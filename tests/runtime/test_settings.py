@@ -46,6 +46,15 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_PAGE_URL_QUERY": "drop"}, "drop_url_query", True),
     ({"CLICKSTREAM_PAGE_URL_QUERY": "DROP"}, "drop_url_query", True),
     ({"CLICKSTREAM_PAGE_URL_QUERY": " Keep "}, "drop_url_query", False),
+    ({}, "to_kafka", True),
+    ({}, "to_postgres", False),
+    ({"CLICKSTREAM_OUTPUTS": "postgres"}, "to_kafka", False),
+    ({"CLICKSTREAM_OUTPUTS": "postgres"}, "to_postgres", True),
+    ({"CLICKSTREAM_OUTPUTS": "Kafka, postgres"}, "to_postgres", True),
+    ({"CLICKSTREAM_OUTPUTS": "postgres,kafka"}, "to_kafka", True),
+    ({}, "postgres_dsn", "postgresql://clickstream@127.0.0.1:15432/clickstream"),
+    ({}, "postgres_retention_days", 0),
+    ({"CLICKSTREAM_POSTGRES_RETENTION_DAYS": "90"}, "postgres_retention_days", 90),
 ])
 def test_values_are_read(env, field, value):
     assert getattr(Settings.from_env(env), field) == value
@@ -86,6 +95,10 @@ def test_values_are_read(env, field, value):
     ("CLICKSTREAM_PAGE_URL_QUERY", "strip"),
     ("CLICKSTREAM_PAGE_URL_QUERY", ""),
     ("CLICKSTREAM_PAGE_URL_QUERY", "1"),
+    ("CLICKSTREAM_OUTPUTS", "mysql"),
+    ("CLICKSTREAM_OUTPUTS", ","),
+    ("CLICKSTREAM_POSTGRES_RETENTION_DAYS", "-1"),
+    ("CLICKSTREAM_POSTGRES_RETENTION_DAYS", "1.5"),
 ])
 def test_bad_values_name_the_setting_in_one_line(name, value):
     with pytest.raises(SettingsError) as err:
@@ -126,3 +139,25 @@ def test_a_longer_window_raises_the_least_state_ttl():
     assert Settings.from_env({"CLICKSTREAM_WINDOW_SECONDS": "3600",
                               "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "10",
                               "CLICKSTREAM_STATE_TTL_SECONDS": "3610"}).state_ttl_ms == 3_610_000
+
+
+def test_postgres_only_reads_and_writes_only_the_input_topic():
+    settings = Settings.from_env({"CLICKSTREAM_OUTPUTS": "postgres"})
+    assert settings.topics() == (("CLICKSTREAM_INPUT_TOPIC", "website-clicks"),)
+    assert len(Settings.from_env({}).topics()) == 4
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("postgresql://clickstream@127.0.0.1:15432/clickstream",
+     "postgresql://clickstream@127.0.0.1:15432/clickstream"),
+    ("postgresql://app:pa55-w0rd@db:5432/x", "postgresql://app:***@db:5432/x"),
+    ("postgres://app:pa55@db/x?sslmode=require", "postgres://app:***@db/x?sslmode=require"),
+    ("host=db user=app password=pa55-w0rd dbname=x", "host=db user=app password=*** dbname=x"),
+    ("host=db password='pa 55' dbname=x", "host=db password='***' dbname=x"),
+])
+def test_the_postgres_password_never_shows(dsn, shown):
+    settings = Settings.from_env({"CLICKSTREAM_OUTPUTS": "postgres",
+                                  "CLICKSTREAM_POSTGRES_DSN": dsn})
+    assert settings.dsn_shown == shown
+    assert "pa55" not in repr(settings) and "pa 55" not in repr(settings)
+    assert settings.redact(f"failed for {dsn}") == f"failed for {shown}"
