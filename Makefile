@@ -36,7 +36,7 @@ pg-down: ## stop the local PostgreSQL
 topics: $(VENV)/.installed ## create the input, output and DLQ topics (PARTITIONS each) if missing
 	$(PY) -m clickstream.topics --partitions $(PARTITIONS)
 
-demo: $(VENV)/.installed ## the whole thing for ~30 s on a local broker: generator, dataflow, results
+demo: $(VENV)/.installed ## the whole thing for ~30 s on a local broker and PostgreSQL: generator, dataflow, results
 	$(PY) scripts/demo.py
 
 run: $(VENV)/.installed ## the dataflow against CLICKSTREAM_BROKERS, recovery in .local/recovery
@@ -62,8 +62,9 @@ soak: $(VENV)/.installed ## long chaos runs: 30 SIGKILLs over 1M events, a storm
 	  $(PY) -m pytest -q -x -p no:cacheprovider tests/integration/test_cluster.py \
 	    -k a_partition_added_while_running_is_picked_up || exit 1; done
 
-bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL (BENCH_EVENTS, BENCH_REPEATS)
+bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL, and the PostgreSQL output (BENCH_EVENTS, BENCH_REPEATS)
 	scripts/kafka.sh up
+	scripts/pg.sh up
 	$(PY) -m bench.run
 
 clean: ## remove .venv and .local (broker and database data, recovery stores)

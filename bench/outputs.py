@@ -91,3 +91,17 @@ def compare(want: WindowCounts, got: WindowCounts) -> str:
         return f"ok ({len(want)} windows)"
     return (f"DIFFERS: {len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong counts "
             f"of {len(want)} sampled windows")
+
+
+def read_rows(dsn: str, table: str, key_field: str, cutoff: int) -> Tuple[WindowCounts, int]:
+    """`read_windows` for the PostgreSQL output: sampled {(key, start): events} of `table`."""
+    import psycopg
+
+    found: WindowCounts = {}
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(f"SELECT {key_field}, (extract(epoch FROM window_start) * 1000)"
+                            f"::bigint, events FROM {table}").fetchall()
+    for key, start, events in rows:
+        if in_sample(key) and start < cutoff:
+            found[(key, start)] = found.get((key, start), 0) + events
+    return found, len(rows)

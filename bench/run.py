@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 
 from bench import latency, memory, outputs
-from bench.systems import (LATENESS_MS, ROOT, WINDOW_MS, all_systems, create_topics, prepare,
-                           run_once)
+from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, WINDOW_MS, all_systems,
+                           create_topics, prepare, run_once)
 from clickstream.tools.generator import GeneratorConfig
 
 START_MS = 1767225600000  # 2026-01-01T00:00:00Z
@@ -139,9 +139,14 @@ def check(system, run, brokers, want_users, want_pages, cutoff) -> str:
     parts = []
     for kind in system.outputs:
         want = want_users if kind == "user" else want_pages
-        got, total = outputs.read_windows(brokers, run.topics[kind], "user_id" if kind == "user"
-                                          else "url", cutoff)
-        parts.append(f"{kind} {outputs.compare(want, got)}, {total:,} records")
+        key = "user_id" if kind == "user" else "url"
+        if run.database:
+            got, total = outputs.read_rows(POSTGRES_DSN + run.database, f"{kind}_metrics", key,
+                                           cutoff)
+        else:
+            got, total = outputs.read_windows(brokers, run.topics[kind], key, cutoff)
+        parts.append(f"{kind} {outputs.compare(want, got)}, {total:,} "
+                     f"{'rows' if run.database else 'records'}")
     return "; ".join(parts) if parts else "no window output (consumes only)"
 
 
@@ -162,7 +167,8 @@ def summarise(systems, runs, events) -> dict:
 
 
 def best_of_ours(summary):
-    ours = {n: s for n, s in summary.items() if n.startswith("ours") and "at-least" not in n}
+    ours = {n: s for n, s in summary.items() if n.startswith("ours") and "at-least" not in n
+            and "postgres" not in n}
     return max(ours, key=lambda n: ours[n]["steady_rate"] or 0) if ours else None
 
 
@@ -190,6 +196,11 @@ def targets(summary, best, live, mem) -> list:
     if eos and alos:
         rows.append({"target": "exactly-once / at-least-once (cost, no goal)", "goal": None,
                      "value": eos["steady_rate"] / alos["steady_rate"], "met": None})
+    pg = summary.get("ours, 1 process, postgres output")
+    if eos and pg:
+        ratio("postgres output / kafka output (1 process, exactly-once)", pg["steady_rate"],
+              eos["steady_rate"], 0.8)
+        ratio("postgres output / kafka output, wall time", pg["wall_rate"], eos["wall_rate"], 0.8)
     per_epoch = summary.get("ours, 1 process, per-epoch commits")
     if eos and per_epoch:
         rows.append({"target": "default (commits every 0.1 s) / per-epoch commits", "goal": 0.9,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -43,12 +44,19 @@ class System:
 PER_EPOCH = "per-epoch commits"  # CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0, the default before 0.1
 
 
+POSTGRES = "postgres"  # the PostgreSQL output instead of Kafka's (scripts/pg.sh's server)
+POSTGRES_DSN = "postgresql://clickstream@127.0.0.1:15432/"
+
+
 def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once",
-         commits: str = "") -> System:
+         commits: str = "", output: str = "kafka") -> System:
     name = f"ours, {processes} process{'es' if processes > 1 else ''}"
     if delivery != "exactly-once":
         name += f", {delivery}"
     env = {"CLICKSTREAM_DELIVERY": delivery, "CLICKSTREAM_BOUNDED": "1"}
+    if output == POSTGRES:
+        name += ", postgres output"
+        env["CLICKSTREAM_OUTPUTS"] = POSTGRES
     if commits == PER_EPOCH:
         name += f", {PER_EPOCH}"
         env["CLICKSTREAM_COMMIT_INTERVAL_SECONDS"] = "0"
@@ -72,6 +80,7 @@ def all_systems(snapshot_s: int) -> List[System]:
         ours(2, snapshot_s),
         ours(1, snapshot_s, "at-least-once"),
         ours(1, snapshot_s, commits=PER_EPOCH),
+        ours(1, snapshot_s, output=POSTGRES),
         peer("quix", "quix streams"),
         peer("flink", "flink sql"),
     ]
@@ -153,6 +162,7 @@ class Run:
     timing: str = "in-process"
     topics: Dict[str, str] = field(default_factory=dict)
     log: str = ""
+    database: Optional[str] = None  # the PostgreSQL output's database
 
     @property
     def steady_rate(self) -> Optional[float]:
@@ -177,6 +187,12 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
                CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
                CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_CONSUMER_GROUP=group,
                PYTHONPATH=str(ROOT))
+    database = None
+    if system.env.get("CLICKSTREAM_OUTPUTS") == POSTGRES:
+        database = f"bench_{tag}"
+        with psycopg.connect(POSTGRES_DSN + "clickstream", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        env["CLICKSTREAM_POSTGRES_DSN"] = POSTGRES_DSN + database
     command = list(system.command)
     if system.recovery:
         command += ["--recovery", str(work / "recovery")]
@@ -194,7 +210,7 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
             process.kill()
             status = process.wait()
     wall = time.time() - began
-    run = Run(system.name, wall, status, topics=topics, log=str(log_path))
+    run = Run(system.name, wall, status, topics=topics, log=str(log_path), database=database)
     if poller is not None:
         time.sleep(0.3)
         poller.stop()

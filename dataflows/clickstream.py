@@ -10,8 +10,11 @@
                         page_windows (keyed by url shard) ─► page-metrics        clickstream-dlq
                                                       └──► late for its page ───────────┘
 
-`flow` is built on first access, after bytewax.run has parsed its flags: settings, the broker
-and the recovery store are checked then (one line and exit 2 on a problem).
+With CLICKSTREAM_OUTPUTS=postgres (or kafka,postgres) the three outputs go to the tables
+user_metrics, page_metrics and dead_letters instead of (or as well as) the topics.
+
+`flow` is built on first access, after bytewax.run has parsed its flags: settings, the broker,
+the database and the recovery store are checked then (one line and exit 2 on a problem).
 """
 
 import signal

@@ -45,7 +45,7 @@ MIGRATIONS: List[str] = [
         unique_users integer NOT NULL,
         PRIMARY KEY (url, window_start)
     ) PARTITION BY RANGE (window_start);
-    CREATE INDEX page_metrics_window_start ON page_metrics (window_start, views DESC);
+    CREATE INDEX page_metrics_window_start ON page_metrics (window_start);
     CREATE TABLE dead_letters (
         topic text NOT NULL,
         partition integer NOT NULL,
@@ -62,7 +62,7 @@ MIGRATIONS: List[str] = [
         sink text NOT NULL,
         partition integer NOT NULL,
         seq bigint NOT NULL,
-        idents bytea[] NOT NULL,  -- identities hold NUL, which text cannot
+        idents bytea NOT NULL,  -- a JSON list of identities (they hold NUL, text cannot)
         written_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (sink, partition, seq)
     );

@@ -95,7 +95,8 @@ class _TablePartition(StatefulSinkPartition):
         self._conn = connect(settings.postgres_dsn)
         conn = self._conn
         names = ", ".join(f'"{c}"' for c in columns)
-        self._copy_sql = f"COPY staging ({names}) FROM STDIN"
+        self._copy_sql = f"COPY {table} ({names}) FROM STDIN"
+        self._copy_staging_sql = f"COPY staging ({names}) FROM STDIN"
         self._insert_sql = (f"INSERT INTO {table} ({names}) SELECT {names} FROM staging "
                             "ON CONFLICT DO NOTHING")
         conn.execute(f"CREATE TEMP TABLE staging (LIKE {table} INCLUDING DEFAULTS)")
@@ -109,8 +110,7 @@ class _TablePartition(StatefulSinkPartition):
             # No snapshot yet (a new store, or recovery off): nothing to read back.
             self._state = WriterState(SinkSnapshot(end))
         else:
-            read_back = {bytes(ident).decode("utf-8", "surrogatepass")
-                         for _, idents in rows for ident in idents}
+            read_back = {ident for _, idents in rows for ident in codec.loads(idents)}
             self._state = WriterState(resumed, read_back, max(end, resumed.read_from), legacy)
             conn.execute("DELETE FROM clickstream_sink_ledger WHERE sink = %s AND partition = %s"
                          " AND seq < %s", (*key, resumed.read_from - LEDGER_KEPT))
@@ -123,7 +123,7 @@ class _TablePartition(StatefulSinkPartition):
         self._in_transaction = False
         self._began = 0.0
         self._last_write = 0.0
-        self._idents: List[bytes] = []  # of the rows in the open transaction
+        self._idents: List[str] = []  # of the rows in the open transaction
         self._closed_at: List[float] = []
         self._commit_interval_s = settings.commit_interval_ms / 1000
         label = f"postgres:{table}"
@@ -188,15 +188,24 @@ class _TablePartition(StatefulSinkPartition):
             self._in_transaction = True
             self._began = time.monotonic()
         with conn.cursor() as cursor:
-            with cursor.copy(self._copy_sql) as copy:
-                for values in rows:
-                    copy.write_row(values)
-            cursor.execute(self._insert_sql)
-            if cursor.rowcount < len(rows):  # only a store older than the ledger it meets
+            # (the statement also begins the transaction when none is open)
+            cursor.execute("SAVEPOINT batch")
+            try:
+                # Straight into the table: the ledger says none of these rows is there...
+                with cursor.copy(self._copy_sql) as copy:
+                    for values in rows:
+                        copy.write_row(values)
+                cursor.execute("RELEASE SAVEPOINT batch")
+            except psycopg.errors.UniqueViolation:
+                # ...unless the store is older than the ledger rows kept: keep the first.
+                cursor.execute("ROLLBACK TO SAVEPOINT batch")
+                with cursor.copy(self._copy_staging_sql) as copy:
+                    for values in rows:
+                        copy.write_row(values)
+                cursor.execute(self._insert_sql)
                 self._suppressed.inc(len(rows) - cursor.rowcount)
-            cursor.execute("TRUNCATE staging")
-        self._idents.extend(identity(key, ident).encode("utf-8", "surrogatepass")
-                            for key, _, ident, _ in records)
+                cursor.execute("TRUNCATE staging")
+        self._idents.extend(identity(key, ident) for key, _, ident, _ in records)
         self._closed_at.extend(closed for _, _, _, closed in records if closed is not None)
         self._last_write = time.monotonic()
         if self._commit_interval_s and self._last_write - self._began >= self._commit_interval_s:
@@ -217,7 +226,8 @@ class _TablePartition(StatefulSinkPartition):
     def _commit(self) -> None:
         self._conn.execute(
             "INSERT INTO clickstream_sink_ledger (sink, partition, seq, idents) "
-            "VALUES (%s, %s, %s, %s)", (self._table, self._partition, self._seq, self._idents))
+            "VALUES (%s, %s, %s, %s)",
+            (self._table, self._partition, self._seq, codec.dumps(self._idents)))
         self._conn.commit()
         self._in_transaction = False
         self._state.acknowledged(self._seq)

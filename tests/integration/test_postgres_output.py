@@ -195,3 +195,22 @@ def test_a_database_outage_stops_with_one_line_and_a_restart_resumes_exactly(
     server.up()
     finish(topics, flags, **env)
     assert_rows_match(server.dsn, topics, inputs)
+
+
+def test_rows_already_there_are_kept_when_nothing_says_so(topics, database):
+    """Without recovery nothing records what an earlier run committed: its rows are met as
+    conflicts and kept (the first values win), and the run still ends normally."""
+    inputs = preload(topics, 5000, seed=36)
+    env = dict(CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    finish(topics, (), **env)
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE user_metrics SET events = -1 WHERE user_id = (SELECT min(user_id) "
+                     "FROM user_metrics)")
+        conn.commit()
+    finish(topics, (), **env)
+    user, page, dead = table_rows(database)
+    expected = expected_outputs(inputs, topics.input, 5000, 10000)
+    changed = {k for k in user if user[k]["events"] == -1}
+    assert changed and {k: v for k, v in user.items() if k not in changed} == {
+        k: v for k, v in expected.user.items() if k not in changed}
+    assert page == expected.page and dead == expected.dead
