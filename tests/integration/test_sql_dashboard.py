@@ -240,7 +240,7 @@ def test_every_panel_returns_exactly_what_the_rows_hold(database):
         insert(conn, "page_metrics", page_rows)
         insert(conn, "dead_letters", dead)
         conn.execute("INSERT INTO clickstream_sink_ledger (sink, partition, seq, idents) "
-                     "VALUES ('user', 0, 1, ARRAY['\\x00'::bytea])")
+                     "VALUES ('user', 0, 1, '[\"u\\\\u00001\"]'::bytea)")
         expected = expected_results(user_rows, page_rows, dead, start, end, now)
 
         executed = {}
