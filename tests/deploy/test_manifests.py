@@ -8,7 +8,8 @@ formats, all offline:
 - compose.yaml: the Compose specification's schema vendored in check-jsonschema;
 - the compose Prometheus config: `promtool check config` (also loads the alert rules);
 - the Dockerfile: statically;
-and by cross-checks between the files (names, ports, paths, the hostfile, the secret).
+and by cross-checks between the files (names, ports, paths, the hostfile, the secrets), and of
+the settings they give against the service's own parser (`Settings.from_env`).
 """
 
 import fnmatch
@@ -23,6 +24,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
+
+from clickstream.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,6 +44,8 @@ UID = 10001
 METRICS_PORT = 3030
 CLUSTER_PORT = 9999
 DATAFLOW_ARGS = ["dataflows.clickstream:flow", "-r", "/var/lib/clickstream/recovery", "-s", "5", "-b", "0"]
+DATAFLOW_SERVICES = ("clickstream-0", "clickstream-1")
+POSTGRES_PASSWORD_VARIABLE = "CLICKSTREAM_POSTGRES_PASSWORD"
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -118,6 +124,26 @@ def hostfile_configmap():
 
 def compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def interpolate(value: str) -> str:
+    """A compose value as `docker compose` makes it when no variable is set: `${NAME:-default}`
+    and `${NAME-default}` give the default; a bare `${NAME}` or `$NAME` is refused here (it would
+    be empty), and `$$` is a literal `$`."""
+    def one(match):
+        if match.group(0) == "$$":
+            return "$"
+        if match.group("default") is None:
+            name = match.group("name") or match.group("bare")
+            pytest.fail(f"{value!r}: ${name} has no default for a local run")
+        return match.group("default")
+
+    return re.sub(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}"
+                  r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)", one, str(value))
+
+
+def variables_in(value: str) -> set:
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", str(value)))
 
 
 def dockerfile_instructions():
@@ -269,6 +295,63 @@ def test_compose_services_and_references_are_consistent():
                 assert (COMPOSE_DIR / source).exists(), f"{name}: bind mount source {source} missing"
             else:
                 assert source in doc["volumes"], f"{name}: volume {source} not declared"
+
+
+def test_compose_runs_postgres_with_a_volume_and_a_readiness_check():
+    doc = compose()
+    postgres = doc["services"]["postgres"]
+    assert postgres["image"] == "postgres:15"
+    env = postgres["environment"]
+    assert env["POSTGRES_USER"] == "clickstream" and env["POSTGRES_DB"] == "clickstream"
+    # the password from the environment, with a default for local use only
+    assert variables_in(env["POSTGRES_PASSWORD"]) == {POSTGRES_PASSWORD_VARIABLE}
+    assert interpolate(env["POSTGRES_PASSWORD"])
+    [data] = [v for v in postgres["volumes"] if v.split(":")[1] == "/var/lib/postgresql/data"]
+    assert data.split(":")[0] in doc["volumes"], "the database lives in a named volume"
+    test = postgres["healthcheck"]["test"]
+    command = shlex.split(test[1]) if test[0] == "CMD-SHELL" else test[1:]
+    assert test[0] in ("CMD", "CMD-SHELL") and command[0] == "pg_isready", test
+    flags = dict(zip(command[1::2], command[2::2]))
+    assert flags.get("-U") == "clickstream" and flags.get("-d", "clickstream") == "clickstream"
+    # over TCP: the image's first start runs a socket-only server for its init scripts
+    assert flags.get("-h") in ("127.0.0.1", "localhost"), test
+    for port in postgres.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"postgres published beyond loopback: {port}"
+
+
+def test_compose_dataflow_writes_to_kafka_and_postgres_once_postgres_is_healthy():
+    doc = compose()
+    services = doc["services"]
+    postgres_env = services["postgres"]["environment"]
+    for name in DATAFLOW_SERVICES:
+        s = services[name]
+        assert s["depends_on"]["postgres"]["condition"] == "service_healthy"
+        env = {k: interpolate(v) for k, v in s["environment"].items()}
+        settings = Settings.from_env(env)  # the service's own parser accepts them
+        assert settings.to_kafka and settings.to_postgres
+        dsn = conninfo_to_dict(settings.postgres_dsn)
+        assert (dsn["host"], str(dsn.get("port", 5432))) == ("postgres", "5432")
+        assert dsn["user"] == postgres_env["POSTGRES_USER"]
+        assert dsn["dbname"] == postgres_env["POSTGRES_DB"]
+        # the password is the server's own, given to libpq as is (no URL-encoding to get wrong)
+        assert "password" not in dsn and "$" not in s["environment"]["CLICKSTREAM_POSTGRES_DSN"]
+        assert s["environment"]["PGPASSWORD"] == postgres_env["POSTGRES_PASSWORD"]
+
+
+def test_compose_grafana_gets_the_postgres_password_its_datasource_reads():
+    services = compose()["services"]
+    grafana = services["grafana"]
+    assert grafana["environment"][POSTGRES_PASSWORD_VARIABLE] == \
+        services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert grafana["depends_on"]["postgres"]["condition"] == "service_healthy"
+    datasources = DEPLOY / "grafana" / "provisioning" / "datasources"
+    found = [d for p in sorted(datasources.glob("*.y*ml"))
+             for d in yaml.safe_load(p.read_text()).get("datasources", [])
+             if d.get("uid") == "clickstream-postgres"]
+    if not found:
+        pytest.skip("no Grafana datasource with uid clickstream-postgres is provisioned")
+    [datasource] = found
+    assert datasource["secureJsonData"]["password"] == "${%s}" % POSTGRES_PASSWORD_VARIABLE
 
 
 def test_compose_prometheus_finds_its_rules_at_the_same_relative_path_in_the_container():
@@ -454,6 +537,47 @@ def test_settings_come_from_the_configmap_and_credentials_from_the_secret():
         if any(w in name for w in secret_words):
             assert "value" not in e and "secretKeyRef" in e["valueFrom"], f"{name} is inlined"
     assert "change-me" not in (K8S / "statefulset.yaml").read_text()
+
+
+def test_postgres_dsn_comes_from_the_secret_and_the_settings_from_the_configmap():
+    c = container()
+    [settings_ref] = [s["configMapRef"]["name"] for s in c["envFrom"] if "configMapRef" in s]
+    settings = one("ConfigMap", name=settings_ref)["data"]
+    assert "postgres" in settings["CLICKSTREAM_OUTPUTS"].split(",")
+    assert settings["CLICKSTREAM_POSTGRES_RETENTION_DAYS"] == "90"
+    assert "CLICKSTREAM_POSTGRES_DSN" not in settings, "the DSN holds a password: Secret only"
+
+    dsn_env = env_of(c)["CLICKSTREAM_POSTGRES_DSN"]
+    assert "value" not in dsn_env, "CLICKSTREAM_POSTGRES_DSN must not be inlined"
+    ref = dsn_env["valueFrom"]["secretKeyRef"]
+    assert ref.get("optional", False) is False
+    secret = one("Secret", name=ref["name"])
+    assert ref["key"] == "postgres-dsn" and ref["key"] in secret["stringData"]
+    placeholder = secret["stringData"][ref["key"]]
+    assert "change-me" in placeholder, "the Secret's DSN is a placeholder, clearly marked"
+    parsed = conninfo_to_dict(placeholder)
+    assert parsed["host"] and parsed["dbname"] and parsed["user"] and parsed["password"]
+    # no DSN or password written into the pod spec or any other core manifest
+    for path in core_manifest_files():
+        if path.name != "secret.yaml":
+            text = path.read_text()
+            assert not re.search(r"postgres(ql)?://", text), f"{path.name} holds a DSN"
+            assert placeholder not in text
+
+    # what the pod gets, through the service's own parser
+    env = dict(settings, CLICKSTREAM_POSTGRES_DSN=placeholder,
+               CLICKSTREAM_KAFKA_SASL_USERNAME="u", CLICKSTREAM_KAFKA_SASL_PASSWORD="p")
+    parsed_settings = Settings.from_env(env)
+    assert parsed_settings.to_kafka and parsed_settings.to_postgres
+    assert parsed_settings.postgres_retention_days == 90
+    assert parsed["password"] not in parsed_settings.dsn_shown
+
+
+def test_every_secret_reference_names_a_key_of_a_secret_in_the_manifests():
+    for e in container().get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["key"] in one("Secret", name=ref["name"])["stringData"], e["name"]
 
 
 def test_kubernetes_and_image_agree_on_user_and_ports():

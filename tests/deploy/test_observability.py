@@ -1,7 +1,9 @@
-"""Prometheus config, alert rules (with promtool's own unit tests) and the Grafana dashboard.
+"""Prometheus config, alert rules (with promtool's own unit tests) and the Grafana dashboards.
 
-Grafana itself cannot run here, so its JSON and provisioning are validated, and every query of
-the dashboard is run against a real Prometheus in tests/integration/test_observability.py.
+Grafana itself cannot run here, so its JSON and provisioning are validated, every query of the
+Prometheus dashboard is run against a real Prometheus in tests/integration/test_observability.py
+and every query of the PostgreSQL one against a real database in
+tests/integration/test_sql_dashboard.py.
 """
 
 import json
@@ -18,6 +20,10 @@ from clickstream.runtime.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = json.loads((DEPLOY / "grafana/dashboards/clickstream.json").read_text())
+SQL_DASHBOARD = json.loads((DEPLOY / "grafana/dashboards/clickstream-sql.json").read_text())
+DATASOURCES = DEPLOY / "grafana/provisioning/datasources"
+# The Grafana macros tests/integration/test_sql_dashboard.py expands (as Grafana does).
+SQL_MACROS = {"__time", "__timeFilter", "__timeFrom", "__timeTo"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -74,21 +80,27 @@ def test_dashboards_and_alerts_use_only_metrics_the_service_exposes():
             assert name in exposed, (where, name)
 
 
-def test_dashboard_json_is_a_valid_provisionable_dashboard():
-    d = DASHBOARD
-    assert d["uid"] == "clickstream" and d["title"] and isinstance(d["schemaVersion"], int)
+def assert_panels_laid_out(d: dict):
+    """Unique panel ids, integer grid positions inside the 24 columns, no two panels overlapping."""
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
     cells = set()
     for panel in d["panels"]:
-        assert panel["type"] in {"timeseries", "stat", "gauge", "table"}
-        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
         g = panel["gridPos"]
         assert all(isinstance(g[k], int) for k in "xywh") and 0 <= g["x"] and g["x"] + g["w"] <= 24
         for x in range(g["x"], g["x"] + g["w"]):
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps another panel"
                 cells.add((x, y))
+
+
+def test_dashboard_json_is_a_valid_provisionable_dashboard():
+    d = DASHBOARD
+    assert d["uid"] == "clickstream" and d["title"] and isinstance(d["schemaVersion"], int)
+    assert_panels_laid_out(d)
+    for panel in d["panels"]:
+        assert panel["type"] in {"timeseries", "stat", "gauge", "table"}
+        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs)) and all(t["expr"].strip() for t in panel["targets"])
     titles = " ".join(p["title"].lower() for p in d["panels"])
@@ -97,13 +109,87 @@ def test_dashboard_json_is_a_valid_provisionable_dashboard():
         assert subject in titles
 
 
+def provisioned_datasources() -> dict:
+    """{uid: datasource} over every file Grafana provisions datasources from."""
+    found = {}
+    for path in sorted(DATASOURCES.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["apiVersion"] == 1, path
+        for source in doc["datasources"]:
+            assert source["uid"] not in found, source["uid"]
+            found[source["uid"]] = source
+    return found
+
+
+def test_sql_dashboard_json_is_a_valid_provisionable_dashboard():
+    d = SQL_DASHBOARD
+    assert d["uid"] == "clickstream-sql" != DASHBOARD["uid"]
+    assert d["title"] and d["title"] != DASHBOARD["title"] and isinstance(d["schemaVersion"], int)
+    assert_panels_laid_out(d)
+    source = provisioned_datasources()["clickstream-postgres"]
+    datasource = {"type": source["type"], "uid": "clickstream-postgres"}
+    for panel in d["panels"]:
+        assert panel["type"] in {"timeseries", "table", "barchart"}, panel["title"]
+        assert panel["datasource"] == datasource, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            sql = target["rawSql"]
+            assert sql.strip() and target["rawQuery"] is True and target["editorMode"] == "code"
+            assert target.get("datasource", datasource) == datasource, panel["title"]
+            assert target["format"] == ("time_series" if panel["type"] == "timeseries" else "table")
+            if target["format"] == "time_series":  # Grafana wants the time column
+                assert re.match(r"SELECT \$__time\(window_start\),", sql), panel["title"]
+            assert set(re.findall(r"\$(\w+)\(", sql)) <= SQL_MACROS, panel["title"]
+            assert "$" not in re.sub(r"\$(\w+)\(", "", sql), panel["title"]  # no template vars
+            assert "ledger" not in sql and "clickstream_schema" not in sql, panel["title"]
+        if panel["type"] == "barchart":
+            assert panel["options"]["xField"] in sql, panel["title"]
+    titles = " ".join(p["title"].lower() for p in d["panels"])
+    for subject in ("active users", "events and page views", "top pages", "events per user window",
+                    "dead letters by reason"):
+        assert subject in titles
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
-    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    datasource = yaml.safe_load((DATASOURCES / "prometheus.yml").read_text())
     assert datasource["apiVersion"] == 1
     assert [d["uid"] for d in datasource["datasources"]] == ["prometheus"]
+    sources = provisioned_datasources()
+    assert sorted(sources) == ["clickstream-postgres", "prometheus"]
+    assert [uid for uid, s in sources.items() if s.get("isDefault")] == ["prometheus"]
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/clickstream.yml").read_text())
     assert provider["providers"][0]["type"] == "file"
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    # both dashboards are in the provider's folder (deploy/grafana/dashboards, mounted there)
+    dashboards = (DEPLOY / "grafana/dashboards").glob("*.json")
+    assert {json.loads(p.read_text())["uid"] for p in dashboards} == {"clickstream", "clickstream-sql"}
+
+
+def test_postgres_datasource_reads_its_password_from_the_environment():
+    source = provisioned_datasources()["clickstream-postgres"]
+    # the core plugin's id since Grafana 10 (`postgres` is its alias)
+    assert source["type"] == "grafana-postgresql-datasource" and source["access"] == "proxy"
+    assert source["url"] == "${CLICKSTREAM_POSTGRES_ADDRESS}" and source["user"] == "clickstream"
+    assert source["jsonData"]["database"] == "clickstream"
+    assert source["jsonData"]["sslmode"] == "disable"
+    # the password only from the environment, and only where Grafana encrypts it
+    assert source["secureJsonData"] == {"password": "${CLICKSTREAM_POSTGRES_PASSWORD}"}
+    assert "password" not in source and "password" not in source["jsonData"]
+
+
+def test_provisioning_uses_only_environment_references_grafana_expands():
+    """Grafana expands $VAR, ${VAR} and $__env{VAR} in provisioning files, with no default:
+    `${VAR:-default}` looks up a variable named `VAR:-default`, i.e. yields an empty value."""
+    compose = yaml.safe_load((DEPLOY / "compose/compose.yaml").read_text())
+    environment = compose["services"]["grafana"]["environment"]
+    for path in DATASOURCES.glob("*.yml"):
+        text = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())  # values
+        references = re.findall(r"\$\{([^}]*)\}", text)
+        assert references, path.name
+        for name in references:
+            assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", name), (path.name, name)
+            assert name in environment, (path.name, name, "not set for compose's Grafana")
 
 
 def test_event_time_lag_follows_the_slowest_partition():
