@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
+import orjson
 import psycopg
 import pytest
 
@@ -214,3 +215,42 @@ def test_rows_already_there_are_kept_when_nothing_says_so(topics, database):
     assert changed and {k: v for k, v in user.items() if k not in changed} == {
         k: v for k, v in expected.user.items() if k not in changed}
     assert page == expected.page and dead == expected.dead
+
+
+def test_a_row_the_database_refuses_stops_with_one_line_and_nothing_half_written(
+        topics, database, tmp_path):
+    inputs = preload(topics, 5000, seed=37)
+    with psycopg.connect(database) as conn:
+        pg_schema.migrate(conn)
+        # a rule of the DBA's that some windows break
+        conn.execute("ALTER TABLE user_metrics ADD CONSTRAINT few CHECK (events < 4)")
+        conn.commit()
+    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    env = dict(CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1, **env), *flags)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("clickstream:")]
+    assert result.returncode == RESTART_STATUS, result.stderr[-2000:]
+    assert "few" in lines[-1] and "Traceback" not in result.stderr
+    with psycopg.connect(database) as conn:
+        # whatever was committed came with its ledger row: every committed identity is there
+        committed = conn.execute("SELECT count(*) FROM user_metrics").fetchone()[0]
+        ledgered = sum(len(orjson.loads(blob)) for (blob,) in conn.execute(
+            "SELECT idents FROM clickstream_sink_ledger WHERE sink = 'user_metrics'"))
+        assert committed == ledgered
+        conn.execute("ALTER TABLE user_metrics DROP CONSTRAINT few")
+        conn.commit()
+    finish(topics, flags, **env)
+    assert_rows_match(database, topics, inputs)
+
+
+def test_rows_of_days_past_the_retention_are_not_written(topics, database):
+    inputs = preload(topics, 3000, seed=38)  # windows of 2026-01-01, long before today
+    finish(topics, (), CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database,
+           CLICKSTREAM_POSTGRES_RETENTION_DAYS=30)
+    user, page, dead = table_rows(database)
+    expected = expected_outputs(inputs, topics.input, 5000, 10000)
+    assert user == {} and page == {} and dead == expected.dead  # dead letters are kept
+    with psycopg.connect(database) as conn:
+        today = datetime.now(timezone.utc).date()
+        assert pg_schema.existing_days(conn) == {
+            (today + timedelta(n) - date(1970, 1, 1)).days for n in range(3)}
