@@ -85,10 +85,12 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
             return TableSink(settings, name, COLUMNS[name], partitions[topic],
                              aggregation.row if aggregation else None, output)
 
+        # The emit-delay histogram follows one output: Kafka's when there is one.
+        user, page = ("", "") if settings.to_kafka else (USER, PAGE)
         op.output("user_metrics_table", user_records,
-                  table("user_metrics", settings.user_topic, USER_ENGAGEMENT, USER))
+                  table("user_metrics", settings.user_topic, USER_ENGAGEMENT, user))
         op.output("page_metrics_table", page_records,
-                  table("page_metrics", settings.page_topic, PAGE_TRAFFIC, PAGE))
+                  table("page_metrics", settings.page_topic, PAGE_TRAFFIC, page))
         op.output("dead_letters_table", dead, table("dead_letters", settings.dlq_topic))
     return flow
 
