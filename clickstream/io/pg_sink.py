@@ -36,6 +36,7 @@ from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime import faults
 from clickstream.runtime.exits import RESTART_STATUS, stop
 from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.progress import IDLE_CLOCK
 from clickstream.runtime.settings import Settings
 
 log = logging.getLogger("clickstream.pg_sink")
@@ -76,8 +77,9 @@ class TableSink(FixedPartitionedSink):
         except ValueError as exc:
             stop(f"cannot resume {self._table}[{partition}]: {exc}; start with a new store", 2)
         try:
-            return _TablePartition(self._settings, self._table, self._columns, partition,
-                                   resumed, legacy, self._row, self._output)
+            with IDLE_CLOCK.starting((self._table, partition)):
+                return _TablePartition(self._settings, self._table, self._columns, partition,
+                                       resumed, legacy, self._row, self._output)
         except (DatabaseError, psycopg.Error) as exc:
             stop(f"CLICKSTREAM_POSTGRES_DSN={self._settings.dsn_shown}: "
                  f"{self._settings.redact(one_line(exc))}; a restart resumes from the last "

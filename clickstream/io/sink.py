@@ -31,6 +31,7 @@ from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime import faults
 from clickstream.runtime.exits import stop
 from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.progress import IDLE_CLOCK
 from clickstream.runtime.settings import Settings
 
 log = logging.getLogger("clickstream.sink")
@@ -79,8 +80,10 @@ class RecordSink(FixedPartitionedSink):
         except ValueError as exc:
             stop(f"cannot resume {self._topic}[{partition}]: {exc}; start with a new store", 2)
         kind = _TransactionalPartition if self._settings.exactly_once else _FlushingPartition
-        return kind(self._settings, self._topic, partition, resumed, legacy, self._render,
-                    self._output)
+        with IDLE_CLOCK.starting((self._topic, partition)):  # a read-back can take a while
+            faults.reach("slow-sink-start")
+            return kind(self._settings, self._topic, partition, resumed, legacy, self._render,
+                        self._output)
 
 
 class _Partition(StatefulSinkPartition):

@@ -68,6 +68,7 @@ class ClickPartition(StatefulSourcePartition):
         self._lag_gauge = METRICS.consumer_lag.labels(self._topic, str(partition))
         self._tp_key = (self._topic, partition)
         self._done = False
+        clock.expect(self._tp_key)  # lagging until the first poll says otherwise
 
     def next_batch(self) -> list:
         if self._done or (self._end is not None and self._next >= self._end):

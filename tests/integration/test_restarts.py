@@ -156,3 +156,23 @@ def test_soak_a_hundred_kills_while_idle_closes_are_committed(topics, tmp_path):
     delays, expected = storm(topics, tmp_path, kills, random.Random(seed), 1.0, 8.0)
     print(f"storm soak: {kills} SIGKILLs (seed {seed}), {len(expected.user)} user and "
           f"{len(expected.page)} page windows exactly once")
+
+
+def test_a_slow_start_does_not_count_as_idle_time(topics, tmp_path):
+    """A restart that reads back much (the soak: 38,000 records, 34 s) once let the idle
+    clock run from 10 s after the process began, before any source had polled: restored
+    windows then closed on that time and their replayed events came out late. Here the first
+    sink partition takes 16 s to start; the output must still equal the oracle's."""
+    from tests.integration.test_exactly_once import kill_repeatedly, preload
+
+    inputs = preload(topics, 60000, seed=17, users=3000)
+    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    kill_repeatedly(topics, flags, 1, random.Random(3), tmp_path, 1.0, 1.5, after_progress=True)
+    slow = start_dataflow(topics.env(CLICKSTREAM_FAULT_POINT="slow-sink-start",
+                                     CLICKSTREAM_FAULT_SLEEP_SECONDS=16), *flags,
+                          log=tmp_path / "slow.log")
+    time.sleep(26)
+    assert slow.poll() is None, (tmp_path / "slow.log").read_text()[-3000:]
+    stop(slow, signal.SIGKILL)
+    finish(topics, flags)
+    assert_matches(topics, inputs)

@@ -64,3 +64,28 @@ def test_a_process_without_partitions_is_not_held_to_reports():
     clock.report("cluster", caught_up=True, confirms=False)
     t[0] = 5.0
     assert clock.now_ms() == 5000
+
+
+def test_start_up_work_holds_the_clock_past_the_grace_time():
+    """A restart that read back for 34 s let the clock run from 10 s on, before any source had
+    polled (the soak): restored windows closed on that time, their replayed events turned late."""
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], grace_s=10, confirm_s=60)
+    with clock.starting("sink user[0]"):
+        t[0] = 34.0
+        assert clock.now_ms() == 0
+    clock.expect("p0")  # a source partition built: lagging until its first poll
+    t[0] = 40.0
+    assert clock.now_ms() == 0
+    clock.report("p0", caught_up=True)
+    t[0] = 41.0
+    assert clock.now_ms() == 1000
+
+
+def test_a_process_without_partitions_runs_once_its_start_up_work_is_done():
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], grace_s=10)
+    with clock.starting("sink"):
+        t[0] = 30.0
+    t[0] = 31.0
+    assert clock.now_ms() == 1000
