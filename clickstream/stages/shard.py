@@ -44,7 +44,8 @@ class WindowShard(StatefulBatchLogic):
         self.dlq_partitions = dlq_partitions
         if resume_state is not None:
             try:
-                self.windows.restore(resume_state, clock.now_ms())
+                with clock.starting(("restore", id(self))):  # a big store takes a while
+                    self.windows.restore(resume_state, clock.now_ms())
             except ValueError as exc:
                 stop(f"cannot resume: {exc}; start with a new store", 2)
         self._keys_gauge = METRICS.keys.labels(self.output)

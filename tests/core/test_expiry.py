@@ -256,3 +256,13 @@ def test_the_idle_heap_is_compacted_past_forgotten_keys():
     feed(windows, [[("new", 100_001)]], now=0)
     assert sorted(k for _, k in windows._idle_heap) == ["far", "new"]
     assert sorted(c.key for c in windows.close_idle(10**9)) == ["far", "new"]
+
+
+def test_the_idle_heap_stays_within_twice_the_keys_while_a_backlog_replays():
+    """The idle clock stands still during a backlog, so every watermark move pushes a new
+    entry for its key; compaction keeps the heap within 2 x keys + 1024 entries."""
+    windows = KeyedWindows(UserEngagement(), W, L, ttl_ms=T)
+    keys = [f"k{i}" for i in range(3000)]
+    for step in range(40):
+        feed(windows, [[(k, 1_000_000 + step * 700) for k in keys]], now=0)
+        assert len(windows._idle_heap) <= 2 * len(windows.keys) + 1025

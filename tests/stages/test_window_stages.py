@@ -5,6 +5,7 @@ import json
 import shutil
 import sqlite3
 import pickle
+from contextlib import contextmanager
 from typing import Dict, List
 
 import pytest
@@ -33,6 +34,10 @@ class FakeClock:
 
     def now_ms(self) -> int:
         return self.ms
+
+    @contextmanager
+    def starting(self, what):
+        yield
 
 
 def event(user: str, ts: int, url: str = "/a", kind: str = "page_view", offset: int = 0,
