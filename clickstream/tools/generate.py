@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-fraction", type=float, default=0.0, help="share of malformed messages")
     p.add_argument("--max-disorder-ms", type=int, default=3000, help="max backward shift of out-of-order events")
     p.add_argument("--start-ms", type=int, default=None, help="event time of the first message (default: now)")
+    p.add_argument("--user-lifetime-seconds", type=float, default=None,
+                   help="arriving users: the --users arrive evenly over the stream's event time, each "
+                        "active this long, then gone (default: all users active throughout)")
     p.add_argument("--topic", default=None, help="input topic (default $CLICKSTREAM_INPUT_TOPIC or website-clicks)")
     p.add_argument("--brokers", default=None, help="bootstrap servers (default $CLICKSTREAM_BROKERS or 127.0.0.1:9092)")
     return p
@@ -67,6 +70,7 @@ def _config(args: argparse.Namespace) -> GeneratorConfig:
             malformed_fraction=args.malformed_fraction,
             start_ms=args.start_ms,
             max_disorder_ms=args.max_disorder_ms,
+            user_lifetime_seconds=args.user_lifetime_seconds,
         )
     except ValueError as exc:
         # Name the flag, not the dataclass field: "late_fraction ..." -> "--late-fraction ...".
@@ -76,7 +80,7 @@ def _config(args: argparse.Namespace) -> GeneratorConfig:
 
 _FLAG_FIELDS = (
     "count", "rate", "users", "seed", "late_fraction", "out_of_order_fraction",
-    "malformed_fraction", "start_ms", "max_disorder_ms",
+    "malformed_fraction", "start_ms", "max_disorder_ms", "user_lifetime_seconds",
 )
 
 

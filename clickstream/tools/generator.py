@@ -23,6 +23,20 @@ What the stream looks like (see SPEC.md, "Input"):
 * Time: event ``i`` has base time ``start_ms + i * 1000 / rate`` ms (or ``start_ms + i`` ms,
   i.e. 1000 events per simulated second, when no rate is given); see `base_time_ms`.
 
+Arriving users (``user_lifetime_seconds`` set; the endurance test's traffic): instead of one
+Zipf population that is active all the time, the ``users`` users arrive one after the other,
+evenly over the stream's event-time span (user ``k`` at ``start + k * span // users``, ids
+``u0000001`` ... padded to at least six digits), and each is active for
+``user_lifetime_seconds`` from its arrival: its events all lie in that span (up to the usual
+disorder), then it never comes back. So the number of distinct users grows linearly with event
+time while the number of active users stays flat. A user's first event is a well-formed one
+at its arrival, so every one of the ``users`` appears (``users`` must not exceed ``count``);
+the other events go to an active user picked uniformly. Late and malformed draws also pick an
+active user. (When no user is active, a lifetime shorter than the gap between arrivals, the
+next user arrives early; after the last arrival the last user stays.) Everything else (event
+types, sessions, pages, time forms, disorder) follows the same rules; the default mode's
+stream is unchanged.
+
 Disorder controls (each message gets exactly one kind):
 
 * ``out_of_order``: ts = base time minus 1..`max_disorder_ms` ms.  As base times never
@@ -91,6 +105,7 @@ class GeneratorConfig:
     malformed_fraction: float = 0.0
     start_ms: int | None = None
     max_disorder_ms: int = 3000
+    user_lifetime_seconds: float | None = None  # None: one population, always active
 
     def __post_init__(self) -> None:
         def integer(name: str, minimum: int | None) -> None:
@@ -111,6 +126,16 @@ class GeneratorConfig:
                 raise ValueError(f"rate must be a number, got {self.rate!r}")
             if not (math.isfinite(self.rate) and self.rate > 0):
                 raise ValueError(f"rate must be > 0 and finite, got {self.rate}")
+        if self.user_lifetime_seconds is not None:
+            value = self.user_lifetime_seconds
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"user_lifetime_seconds must be a number, got {value!r}")
+            if not (math.isfinite(value) and value * 1000 >= 1):
+                raise ValueError(f"user_lifetime_seconds must be at least 0.001 and finite, got {value}")
+            if self.users > self.count:
+                raise ValueError(
+                    f"users must be <= count with user_lifetime_seconds (each user's first event "
+                    f"marks its arrival), got {self.users} > {self.count}")
         total = 0.0
         for name in ("late_fraction", "out_of_order_fraction", "malformed_fraction"):
             value = getattr(self, name)
@@ -193,8 +218,9 @@ _EXTERNAL_REFERRERS = (
 _EVENT_TYPES = ("page_view", "click", "scroll", "add_to_cart", "purchase")
 _EVENT_CUM = list(accumulate((0.55, 0.25, 0.13, 0.05, 0.02)))
 
-# Per-user state slots (a list per user keeps the hot path cheap).
-_SESSION, _LAST_BASE, _MAX_TS, _PAGE, _CART, _UA = range(6)
+# Per-user state slots (a list per user keeps the hot path cheap); _ARRIVED only with arriving users.
+_SESSION, _LAST_BASE, _MAX_TS, _PAGE, _CART, _UA, _ARRIVED = range(7)
+
 
 
 def _malformed_variants() -> list[Callable[[dict, bytes, int], tuple[bytes | None, bytes]]]:
@@ -262,11 +288,22 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
     count = config.count
     rate = config.rate
 
-    user_ids = [f"u{n:06d}" for n in range(1, config.users + 1)]
-    rng.shuffle(user_ids)  # popularity rank -> id, so the busiest user depends on the seed
-    user_keys = [u.encode() for u in user_ids]
-    user_cum = _zipf_cum_weights(config.users, USER_ZIPF_EXPONENT)
-    user_total = user_cum[-1]
+    lifetime_ms = None
+    if config.user_lifetime_seconds is None:
+        user_ids = [f"u{n:06d}" for n in range(1, config.users + 1)]
+        rng.shuffle(user_ids)  # popularity rank -> id, so the busiest user depends on the seed
+        user_keys = [u.encode() for u in user_ids]
+        user_cum = _zipf_cum_weights(config.users, USER_ZIPF_EXPONENT)
+        user_total = user_cum[-1]
+    else:  # arriving users: ids by arrival, made when needed (millions of them)
+        lifetime_ms = max(1, round(config.user_lifetime_seconds * 1000))
+        # ids of the active users only (millions arrive over a run), by arrival index
+        id_of = f"u{{:0{max(6, len(str(config.users)))}d}}".format
+        user_ids = {0: id_of(1)}
+        user_keys = {0: user_ids[0].encode()}
+        span_ms = base_time_ms(config, count - 1, start_ms) - start_ms if count else 0
+        arrived = 0  # users that have had their first event: user k arrives k-th
+        first_active = 0  # users before this one are past their lifetime (state dropped)
     pages, products = _page_catalogue(rng)
     page_cum = _zipf_cum_weights(len(pages), PAGE_ZIPF_EXPONENT)
     page_total = page_cum[-1]
@@ -319,7 +356,25 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
     for i in range(count):
         base = start_ms + (i * 1000 // DEFAULT_EVENTS_PER_SECOND if rate is None else int(i * 1000.0 / rate))
         r = rand()
-        u = pick_user()
+        if lifetime_ms is None:
+            u = pick_user()
+        else:
+            # Users past their lifetime leave for good; the latest arrival always stays.
+            while first_active < arrived - 1 and state[first_active][_ARRIVED] <= base - lifetime_ms:
+                del state[first_active], user_ids[first_active], user_keys[first_active]
+                first_active += 1
+            someone = arrived > 0  # a late draw needs a user with history
+            well_formed = not (r < malformed_at or (r < late_at and someone))
+            if well_formed and arrived < n_users and start_ms + arrived * span_ms // n_users <= base:
+                u = arrived  # this user's first event: it arrives now
+                arrived += 1
+                if u:
+                    user_ids[u] = id_of(arrived)
+                    user_keys[u] = user_ids[u].encode()
+            elif arrived:
+                u = first_active + int(rand() * (arrived - first_active))
+            else:
+                u = 0  # a malformed draw before anyone arrived: some user's broken message
 
         if r < malformed_at:
             # A plausible event for some user, then broken; user state is not touched.
@@ -333,7 +388,7 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
             yield GeneratedMessage(key, value, "malformed")
             continue
 
-        if r < late_at and seen:
+        if r < late_at and (seen if lifetime_ms is None else someone):
             # A replayed old event: far behind the newest time this user already has.
             if u not in state:
                 u = seen[int(rand() * len(seen))]
@@ -358,7 +413,10 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
         new_session = False
         if st is None:
             st = state[u] = [None, base, ts, None, 0, _USER_AGENTS[int(rand() * len(_USER_AGENTS))]]
-            seen.append(u)
+            if lifetime_ms is None:
+                seen.append(u)
+            else:
+                st.append(base)  # _ARRIVED
             new_session = True
         elif base - st[_LAST_BASE] > SESSION_GAP_MS or rand() < NEW_SESSION_PROBABILITY:
             new_session = True

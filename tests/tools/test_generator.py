@@ -267,3 +267,122 @@ def test_cli_bad_arguments_one_line_exit_2(argv, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and "error" in lines[0]
     assert captured.out == ""
+
+
+# The default stream is pinned byte for byte: tests and benchmarks elsewhere rely on it.
+GOLDEN = [
+    (dict(count=50000, users=400, seed=3, late_fraction=0.02, out_of_order_fraction=0.1,
+          malformed_fraction=0.01),
+     "fa4dfe48c6fb198e9b801468244cbd13a00733ae04e2d77ffc32ace06f8dd844"),
+    (dict(count=20000, seed=7), "2571f32dd6eb198c889468459f3bf9d1ef4bd7a037605384bff62b6c8f42ccd1"),
+]
+
+
+@pytest.mark.parametrize("overrides, digest", GOLDEN)
+def test_default_stream_is_unchanged(overrides, digest):
+    import hashlib
+
+    h = hashlib.sha256()
+    for m in generate(GeneratorConfig(start_ms=START, **overrides)):
+        h.update(repr(m).encode())
+    assert h.hexdigest() == digest
+
+
+# Arriving users (user_lifetime_seconds): the endurance test's traffic.
+ARRIVING = config(count=30_000, users=3_000, user_lifetime_seconds=2.0, late_fraction=0.01,
+                  out_of_order_fraction=0.05, malformed_fraction=0.01, max_disorder_ms=300)
+
+
+@pytest.fixture(scope="module")
+def arriving() -> list[GeneratedMessage]:
+    return list(generate(ARRIVING))
+
+
+def test_arriving_users_are_reproducible_and_differ_from_the_default(arriving):
+    assert list(generate(ARRIVING)) == arriving
+    assert arriving != list(generate(config(count=30_000, users=3_000)))
+
+
+def test_arriving_users_all_appear_in_arrival_order_each_for_its_lifetime(arriving):
+    span = base_time_ms(ARRIVING, ARRIVING.count - 1)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, m in enumerate(arriving):
+        if m.kind not in ("valid", "out_of_order"):
+            continue
+        event = json.loads(m.value)
+        user, ts = event["user_id"], ts_ms(event["ts"])
+        if user not in first:
+            assert m.kind == "valid" or ts >= base_time_ms(ARRIVING, i) - ARRIVING.max_disorder_ms
+            first[user] = base_time_ms(ARRIVING, i)
+        last[user] = max(last.get(user, ts), ts)
+    assert len(first) == ARRIVING.users  # every user appears
+    assert list(first) == [f"u{k:06d}" for k in range(1, ARRIVING.users + 1)]  # in order
+    lifetime_ms = ARRIVING.user_lifetime_seconds * 1000
+    assert all(last[u] - first[u] <= lifetime_ms for u in first)
+    # Arrivals are spread evenly over the span: user k arrives about k * span / users in.
+    for k in (0, 1000, 2000, 2999):
+        scheduled = START + k * (span - START) // ARRIVING.users
+        assert abs(first[f"u{k + 1:06d}"] - scheduled) <= 5
+
+
+def test_arriving_users_grow_linearly_while_the_active_ones_stay_flat(arriving):
+    seen: set[str] = set()
+    distinct, active = [], []
+    window: dict[str, int] = {}
+    for i, m in enumerate(arriving):
+        if m.kind == "valid":
+            event = json.loads(m.value)
+            seen.add(event["user_id"])
+            window[event["user_id"]] = ts_ms(event["ts"])
+        if i % 3000 == 2999:
+            now = base_time_ms(ARRIVING, i)
+            distinct.append(len(seen))
+            active.append(sum(1 for t in window.values() if t > now - 2000))
+    steps = [b - a for a, b in zip(distinct, distinct[1:])]
+    assert max(steps) - min(steps) <= 0.1 * max(steps)  # linear
+    assert max(active[1:]) - min(active[1:]) <= 0.15 * max(active[1:])  # flat
+
+
+def test_arriving_users_keep_the_kinds_meaning(arriving):
+    newest: dict[str, int] = {}
+    kinds = Counter(m.kind for m in arriving)
+    assert kinds["late"] and kinds["malformed"] and kinds["out_of_order"]
+    for m in arriving:
+        if m.kind == "malformed":
+            assert spec_event(m.value) is None
+            continue
+        event = spec_event(m.value)
+        assert event is not None and m.key == event["user_id"].encode()
+        ts = ts_ms(event["ts"])
+        if m.kind == "late":
+            assert newest[event["user_id"]] - ts >= 60_000
+        newest[event["user_id"]] = max(newest.get(event["user_id"], ts), ts)
+
+
+def test_arriving_user_ids_widen_past_a_million():
+    def first_ids(users: int) -> list[str]:  # lazy: only the first messages are made
+        cfg = config(count=users, users=users, user_lifetime_seconds=60.0)
+        return [json.loads(m.value)["user_id"] for m, _ in zip(generate(cfg), range(3))]
+
+    assert first_ids(999_999) == ["u000001", "u000002", "u000003"]
+    assert first_ids(2_000_000) == ["u0000001", "u0000002", "u0000003"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"user_lifetime_seconds": 0.0},
+    {"user_lifetime_seconds": -1.0},
+    {"user_lifetime_seconds": float("nan")},
+    {"user_lifetime_seconds": "5"},
+    {"user_lifetime_seconds": 5.0, "users": 11},
+])
+def test_arriving_users_validation(overrides):
+    with pytest.raises(ValueError) as info:
+        GeneratorConfig(**{"count": 10, **overrides})
+    assert "user_lifetime_seconds" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_names_the_lifetime_flag(capsys):
+    assert main(["--count", "10", "--users", "20", "--user-lifetime-seconds", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--users must be <= --count with --user-lifetime-seconds" in err
