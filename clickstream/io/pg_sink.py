@@ -25,13 +25,13 @@ from itertools import chain
 from typing import Callable, List, Optional
 
 import psycopg
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.outputs import StatefulSinkPartition
 
 from clickstream.core import codec
 from clickstream.core.records import Record, identity
 from clickstream.io.pg_schema import (DAY_MS, DatabaseError, connect, drop_old_days, ensure_days,
                                       one_line)
-from clickstream.io.sink import Committer
+from clickstream.io.sink import Committer, NumberedSink
 from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime import faults
 from clickstream.runtime.exits import RESTART_STATUS, stop
@@ -52,7 +52,7 @@ _known_days: set = set()
 _days_guard = threading.Lock()
 
 
-class TableSink(FixedPartitionedSink):
+class TableSink(NumberedSink):
     """Writes Records to a table: closed windows through `row`, dead letters (JSON) as rows."""
 
     def __init__(self, settings: Settings, table: str, columns: tuple, partitions: int,
@@ -63,12 +63,6 @@ class TableSink(FixedPartitionedSink):
         self._partitions = partitions
         self._row = row
         self._output = output
-
-    def list_parts(self) -> List[str]:
-        return [f"{i:05d}" for i in range(self._partitions)]
-
-    def part_fn(self, item_key: str) -> int:
-        return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state):
         partition = int(for_part)
@@ -219,11 +213,15 @@ class _TablePartition(StatefulSinkPartition):
         if self._in_transaction and (now - self._began >= self._commit_interval_s
                                      or now - self._last_write >= quiet_s):
             with self._lock:
-                if self._in_transaction:
-                    try:
-                        self._commit()
-                    except psycopg.Error as exc:
-                        self._fail("committing", exc)
+                self._commit_or_fail()
+
+    def _commit_or_fail(self) -> None:
+        """Commit the open transaction, if any; a database error stops the process."""
+        if self._in_transaction:
+            try:
+                self._commit()
+            except psycopg.Error as exc:
+                self._fail("committing", exc)
 
     def _commit(self) -> None:
         self._conn.execute(
@@ -253,13 +251,12 @@ class _TablePartition(StatefulSinkPartition):
 
     def snapshot(self) -> SinkSnapshot:
         with self._lock:
-            try:
-                if self._in_transaction:
-                    self._commit()
-                if self._maintains and time.monotonic() - self._maintained >= MAINTENANCE_S:
+            self._commit_or_fail()
+            if self._maintains and time.monotonic() - self._maintained >= MAINTENANCE_S:
+                try:
                     self._maintain()
-            except psycopg.Error as exc:
-                self._fail("committing", exc)
+                except psycopg.Error as exc:
+                    self._fail("keeping the daily partitions of", exc)
             return self._state.snapshot()
 
     def _maintain(self) -> None:
@@ -276,11 +273,7 @@ class _TablePartition(StatefulSinkPartition):
 
     def close(self) -> None:
         with self._lock:
-            if self._in_transaction:
-                try:
-                    self._commit()
-                except psycopg.Error as exc:
-                    self._fail("committing", exc)
+            self._commit_or_fail()
             self._conn.close()
 
 

@@ -46,7 +46,20 @@ QUIET_S = 0.01  # no write for this long: the burst is over, commit (see Committ
 Render = Callable[[str, int, int, list], bytes]  # a closed window's JSON: key, start, end, state
 
 
-class RecordSink(FixedPartitionedSink):
+class NumberedSink(FixedPartitionedSink):
+    """A sink with one partition per output partition number: items are ("partition",
+    records), as `stages.outputs.sink_item` makes them, so Kafka and the tables route alike."""
+
+    _partitions: int
+
+    def list_parts(self) -> List[str]:
+        return [f"{i:05d}" for i in range(self._partitions)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
+
+
+class RecordSink(NumberedSink):
     """Writes Records to a topic, one sink partition per Kafka partition.
 
     Items are ("partition", [Record]): the window stages already picked each record's Kafka
@@ -66,12 +79,6 @@ class RecordSink(FixedPartitionedSink):
         self._origin = origin
         self._render = render
         self._output = output
-
-    def list_parts(self) -> List[str]:
-        return [f"{i:05d}" for i in range(self._partitions)]
-
-    def part_fn(self, item_key: str) -> int:
-        return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state):
         partition = int(for_part)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,19 @@ def postgres():
         yield dsn
     finally:
         subprocess.run([str(ROOT / "scripts/pg.sh"), "down"], env=env)
+
+
+@pytest.fixture
+def database(postgres):
+    """A DSN of a fresh database of its own on the `postgres` server, dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 class OwnPostgres:

@@ -5,7 +5,6 @@ Each test gets a database of its own on the local server (the `postgres` fixture
 
 import random
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import orjson
@@ -20,16 +19,6 @@ from tests.integration.oracle import expected_outputs, iso
 from tests.integration.test_exactly_once import finish, kill_repeatedly, preload
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(postgres):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def table_rows(dsn: str):

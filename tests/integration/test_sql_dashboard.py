@@ -9,7 +9,6 @@ import bisect
 import json
 import random
 import re
-import uuid
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,16 +27,6 @@ WINDOW = timedelta(seconds=5)
 # width_bucket(events, ARRAY[2, 3, 5, 10, 20, 50, 100]) and the panel's labels
 THRESHOLDS = [2, 3, 5, 10, 20, 50, 100]
 LABELS = ["1", "2", "3-4", "5-9", "10-19", "20-49", "50-99", "100+"]
-
-
-@pytest.fixture
-def database(postgres):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 # --- Grafana's macros (pkg/tsdb/grafana-postgresql-datasource/macros.go), the few used here ---
