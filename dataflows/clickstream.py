@@ -9,9 +9,11 @@
                                ▼                                                        ▼
                         page_windows (keyed by url shard) ─► page-metrics        clickstream-dlq
                                                       └──► late for its page ───────────┘
+    user_windows also closes each user's sessions ─► user-sessions (CLICKSTREAM_SESSION_TOPIC;
+    an empty one turns them off)
 
-With CLICKSTREAM_OUTPUTS=postgres (or kafka,postgres) the three outputs go to the tables
-user_metrics, page_metrics and dead_letters instead of (or as well as) the topics.
+With CLICKSTREAM_OUTPUTS=postgres (or kafka,postgres) the four outputs go to the tables
+user_metrics, page_metrics, user_sessions and dead_letters instead of (or as well as) the topics.
 
 `flow` is built on first access, after bytewax.run has parsed its flags: settings, the broker,
 the database and the recovery store are checked then (one line and exit 2 on a problem).
@@ -25,7 +27,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from clickstream.core.aggregations import PAGE_TRAFFIC, USER_ENGAGEMENT
-from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, USER
+from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, SESSION, USER
+from clickstream.core.sessions import SESSION_SUMMARY
 from clickstream.io.kafka import end_offsets, topic_partitions
 from clickstream.io.pg_schema import COLUMNS, DAY_MS, DatabaseError
 from clickstream.io.pg_schema import prepare as prepare_database
@@ -55,14 +58,18 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
 
     window_args = (settings.window_ms, settings.lateness_ms, settings.bounded, settings.input_topic)
     ttl = {"ttl_ms": settings.state_ttl_ms}
+    sessions = {"sessions": (settings.session_gap_ms, settings.session_max_ms,
+                             partitions[settings.session_topic]) if settings.sessions else None}
     users = op.stateful_batch("user_windows", parsed.trues, lambda resume: UserShard(
-        *window_args, partitions[settings.user_topic], dlq_partitions, resume, **ttl))
+        *window_args, partitions[settings.user_topic], dlq_partitions, resume, **ttl,
+        **sessions))
     page_in = op.filter_map("to_pages", users, payloads(PAGE_IN))
     pages = op.stateful_batch("page_windows", page_in, lambda resume: PageShard(
         *window_args, partitions[settings.page_topic], dlq_partitions, resume, **ttl))
 
     user_records = op.filter_map("user_records", users, sink_items(USER))
     page_records = op.filter_map("page_records", pages, sink_items(PAGE))
+    session_records = op.filter_map("session_records", users, sink_items(SESSION))
     dead = op.merge(
         "dead_letters",
         op.map("malformed", parsed.falses, lambda item: sink_item(item[1])),
@@ -80,6 +87,9 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
         op.output("page_metrics", page_records,
                   sink(settings.page_topic, PAGE_TRAFFIC.render, PAGE))
         op.output("dead_letter_queue", dead, sink(settings.dlq_topic))
+        if settings.sessions:
+            op.output("user_sessions", session_records,
+                      sink(settings.session_topic, SESSION_SUMMARY.render))
     if settings.to_postgres:
         def table(name: str, topic: str, aggregation=None, output: str = "") -> TableSink:
             return TableSink(settings, name, COLUMNS[name], partitions[topic],
@@ -92,6 +102,9 @@ def build_flow(settings: Settings, partitions: dict, origin: Optional[Origin] = 
         op.output("page_metrics_table", page_records,
                   table("page_metrics", settings.page_topic, PAGE_TRAFFIC, page))
         op.output("dead_letters_table", dead, table("dead_letters", settings.dlq_topic))
+        if settings.sessions:
+            op.output("user_sessions_table", session_records,
+                      table("user_sessions", settings.session_topic, SESSION_SUMMARY))
     return flow
 
 

@@ -8,13 +8,14 @@ Kafka partition they go to, picked with Kafka's default partitioner (`core.parti
 
 from typing import Final, Literal, NamedTuple, Optional, Tuple, Union
 
-Tag = Literal["user", "page", "page_in", "dead_letters"]
+Tag = Literal["user", "page", "session", "page_in", "dead_letters"]
 USER: Final = "user"  # user-metrics records
 PAGE: Final = "page"  # page-metrics records
+SESSION: Final = "session"  # user-sessions records
 PAGE_IN: Final = "page_in"  # on-time events from the user stage to the page stage
 DEAD_LETTERS: Final = "dead_letters"  # dead-letter records (source: malformed; stages: late)
 
-Window = Tuple[int, int, list]  # start, end, aggregate state: rendered by the sink
+Window = Tuple[int, int, list]  # start, end, state of a window or a session: rendered by the sink
 
 
 class Record(NamedTuple):

@@ -113,7 +113,7 @@ class _KeyState:
     `last` and at some of the multiples of W in between, found by stepping through the groups
     (a key's open windows span a few W: the watermark or the horizon closes older ones)."""
 
-    __slots__ = ("max_ts", "watermark", "idle_since", "due", "first", "last", "open")
+    __slots__ = ("max_ts", "watermark", "idle_since", "due", "first", "last", "open", "move")
 
     def __init__(self, idle_since: int):
         self.max_ts = NEVER
@@ -123,6 +123,7 @@ class _KeyState:
         self.first = 0  # the oldest and newest open window start (when open > 0)
         self.last = 0
         self.open = 0  # open windows
+        self.move: Optional[list] = None  # the key's newest entry in KeyedWindows._pending
 
 
 class KeyedWindows:
@@ -158,7 +159,10 @@ class KeyedWindows:
         self._dirty: set = set()  # window starts changed since the last snapshot
         self._blobs: Dict[int, bytes] = {}  # window start -> its pickled group, as of then
         self._idle_heap: List[Tuple[int, str]] = []  # (idle-clock ms when due, key), lazy
-        self._pending: Deque[Tuple[int, str, int]] = deque()  # (recorded at, key, watermark)
+        # Settling watermark moves, [recorded at, key, watermark], at most one per key and
+        # idle-clock ms: while a backlog is replayed the clock stands still and nothing settles,
+        # and one entry per event grew by 1.3 million per hour of the soak's event time.
+        self._pending: Deque[list] = deque()
         # Expiry. The horizon is `clock - ttl`; NEVER - (2**62) stays far below any event time.
         self.ttl = 2**62 if ttl_ms is None else ttl_ms
         self.clock = NEVER  # the shard's newest event time
@@ -168,6 +172,10 @@ class KeyedWindows:
         # may forget them; `_bucket_ends` is the sorted list of bucket keys (a few per TTL).
         self._idle_keys: Dict[int, List[str]] = {}
         self._bucket_ends: List[int] = []
+        # Keys something else still needs (the user sessions: `core.sessions`) are never
+        # forgotten; `release` retires them when it is done with them.
+        self.pinned: Dict[str, object] = {}
+        self.defer_expiry = False  # True: the caller pins the batch's keys, then calls expire()
 
     def add_many(self, keys, events, now: int, closed: List[ClosedWindow], late: list) -> None:
         """Count events[i] (with `.ts`) for keys[i] at idle-clock ms `now`; windows they close
@@ -214,7 +222,12 @@ class KeyedWindows:
                 ks.max_ts = ts
                 if watermark_closing and ts - lateness > ks.watermark:
                     if settle:
-                        self._pending.append((now, key, ts - lateness))
+                        move = ks.move
+                        if move is not None and move[0] == now:
+                            move[2] = ts - lateness  # settles with the queued one, at once
+                        else:
+                            move = ks.move = [now, key, ts - lateness]
+                            self._pending.append(move)
                     else:
                         self._advance(key, ks, ts - lateness, closed)
             if idle_closing and ks.open:
@@ -224,7 +237,12 @@ class KeyedWindows:
                     self._schedule(key, ks, due)
         if clock != self.clock:
             self.clock = clock
-            self._expire(closed)
+            if not self.defer_expiry:
+                self._expire(closed)
+
+    def expire(self, closed: List[ClosedWindow]) -> None:
+        """What add_many does after its events unless `defer_expiry`: see `_expire`."""
+        self._expire(closed)
 
     def _expire(self, closed: List[ClosedWindow]) -> None:
         """Close the windows the horizon has passed, then forget the keys it allows."""
@@ -243,8 +261,8 @@ class KeyedWindows:
         while ends and ends[0] <= horizon:
             for key in buckets.pop(ends.pop(0)):
                 ks = keys.get(key)
-                if ks is None or ks.open:
-                    continue  # forgotten already, or open again (it is retired again later)
+                if ks is None or ks.open or key in self.pinned:
+                    continue  # forgotten already, open again or pinned (retired again later)
                 if self._forget_from(ks) <= horizon:
                     del keys[key]
                     self.expired += 1
@@ -296,15 +314,37 @@ class KeyedWindows:
         else:
             bucket.append(key)
 
+    def release(self, key: str) -> None:
+        """A pinned key is no longer needed: it may be forgotten once it has no open window."""
+        ks = self.keys.get(key)
+        if ks is not None and not ks.open:
+            self._retire(key, ks)
+
+    def move_watermark(self, key: str, watermark: int, now: int,
+                       closed: List[ClosedWindow]) -> None:
+        """Idle time moved `key`'s watermark to `watermark` at idle-clock ms `now` (the sessions'
+        idle closes, which come later than the windows'): as close_idle would."""
+        ks = self.keys[key]
+        if watermark > ks.watermark:
+            self._advance(key, ks, watermark, closed)
+        ks.idle_since = now
+        if self.idle_closing and ks.open:
+            self._schedule(key, ks)
+
     def apply_settled(self, now: int, closed: List[ClosedWindow]) -> None:
         """Apply the watermark moves that have waited `settle_ms` on the idle clock."""
         pending = self._pending
         limit = now - self.settle
         while pending and pending[0][0] <= limit:
-            _, key, watermark = pending.popleft()
+            move = pending.popleft()
+            _, key, watermark = move
             ks = self.keys.get(key)
             # A forgotten key's move is moot: its windows all ended at or before it.
-            if ks is not None and watermark > ks.watermark:
+            if ks is None:
+                continue
+            if ks.move is move:
+                ks.move = None
+            if watermark > ks.watermark:
                 self._advance(key, ks, watermark, closed)
 
     def _advance(self, key: str, ks: _KeyState, watermark: int, closed: List[ClosedWindow]) -> None:
@@ -390,6 +430,7 @@ class KeyedWindows:
         self._idle_heap.clear()
         for ks in self.keys.values():
             ks.due = None
+            ks.move = None
         return closed
 
     # Recovery. Pickling every open window each epoch made snapshots cost O(state) per epoch,

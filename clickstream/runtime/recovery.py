@@ -70,6 +70,13 @@ def prepare_store(directory: Path, settings: Settings, output_ends: Callable[[],
         if any(p.name != LOCK_FILE for p in directory.iterdir()):
             origin = _check_store(directory)
             discard_orphan_snapshots(sorted(directory.glob("part-*.sqlite3")))
+            if (directory / ORIGIN_FILE).exists():
+                # An output added since the store was made (user-sessions, by an upgrade):
+                # its history starts now, so a crash before the next snapshot de-duplicates.
+                added = {t: ends for t, ends in output_ends().items() if t not in origin}
+                if added:
+                    origin.update(added)
+                    (directory / ORIGIN_FILE).write_text(json.dumps(origin))
             return origin
         origin = output_ends()
         written = {t: n for t, parts in origin.items() if (n := sum(parts.values()))}

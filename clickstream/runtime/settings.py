@@ -33,6 +33,9 @@ DEFAULTS = {
     "CLICKSTREAM_STATE_TTL_SECONDS": "3600",
     "CLICKSTREAM_MAX_FUTURE_SECONDS": "3600",
     "CLICKSTREAM_PAGE_URL_QUERY": "keep",
+    "CLICKSTREAM_SESSION_TOPIC": "user-sessions",
+    "CLICKSTREAM_SESSION_GAP_SECONDS": "1800",
+    "CLICKSTREAM_SESSION_MAX_SECONDS": "86400",
 }
 KAFKA_PREFIX = "CLICKSTREAM_KAFKA_"  # CLICKSTREAM_KAFKA_SASL_USERNAME=x -> sasl.username=x
 SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "credential")
@@ -44,7 +47,8 @@ class SettingsError(ValueError):
 
 # The topic settings and the Settings field each one fills.
 TOPIC_SETTINGS = (("CLICKSTREAM_INPUT_TOPIC", "input_topic"), ("CLICKSTREAM_USER_TOPIC", "user_topic"),
-                  ("CLICKSTREAM_PAGE_TOPIC", "page_topic"), ("CLICKSTREAM_DLQ_TOPIC", "dlq_topic"))
+                  ("CLICKSTREAM_PAGE_TOPIC", "page_topic"), ("CLICKSTREAM_DLQ_TOPIC", "dlq_topic"),
+                  ("CLICKSTREAM_SESSION_TOPIC", "session_topic"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Settings:
     user_topic: str
     page_topic: str
     dlq_topic: str
+    session_topic: str  # "": user sessions are off
+    session_gap_ms: int
+    session_max_ms: int
     window_ms: int
     lateness_ms: int
     bounded: bool
@@ -82,14 +89,19 @@ class Settings:
         return ",".join(self.brokers)
 
     @property
-    def output_topics(self) -> Tuple[str, str, str]:
-        return (self.user_topic, self.page_topic, self.dlq_topic)
+    def sessions(self) -> bool:
+        return bool(self.session_topic)
+
+    @property
+    def output_topics(self) -> Tuple[str, ...]:
+        sessions = (self.session_topic,) if self.session_topic else ()
+        return (self.user_topic, self.page_topic, self.dlq_topic, *sessions)
 
     def topics(self) -> Tuple[Tuple[str, str], ...]:
         """(setting name, topic) of every topic the service reads or writes: the output topics
         only when the outputs include Kafka."""
         used = TOPIC_SETTINGS if self.to_kafka else TOPIC_SETTINGS[:1]
-        return tuple((name, getattr(self, attr)) for name, attr in used)
+        return tuple((name, getattr(self, attr)) for name, attr in used if getattr(self, attr))
 
     @property
     def dsn_shown(self) -> str:
@@ -110,7 +122,9 @@ class Settings:
             host, _, port = broker.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise SettingsError(f"CLICKSTREAM_BROKERS entry {broker!r} is not host:port")
-        topics = {attr: _topic_name(name, get(name)) for name, attr in TOPIC_SETTINGS}
+        topics = {attr: _topic_name(name, get(name)) for name, attr in TOPIC_SETTINGS
+                  if attr != "session_topic" or get(name)}  # an empty one turns sessions off
+        topics.setdefault("session_topic", "")
         window_ms = _seconds_to_ms("CLICKSTREAM_WINDOW_SECONDS", get("CLICKSTREAM_WINDOW_SECONDS"))
         if window_ms <= 0:
             raise SettingsError("CLICKSTREAM_WINDOW_SECONDS must be greater than 0")
@@ -151,6 +165,18 @@ class Settings:
                                        get("CLICKSTREAM_MAX_FUTURE_SECONDS"))
         if max_future_ms <= 0:
             raise SettingsError("CLICKSTREAM_MAX_FUTURE_SECONDS must be greater than 0")
+        gap_ms = _seconds_to_ms("CLICKSTREAM_SESSION_GAP_SECONDS",
+                                get("CLICKSTREAM_SESSION_GAP_SECONDS"))
+        if gap_ms <= 0:
+            raise SettingsError("CLICKSTREAM_SESSION_GAP_SECONDS must be greater than 0")
+        max_text = get("CLICKSTREAM_SESSION_MAX_SECONDS")
+        session_max_ms = _seconds_to_ms("CLICKSTREAM_SESSION_MAX_SECONDS", max_text)
+        # Shorter could re-cut a session whose events were already folded (core/sessions.py).
+        if session_max_ms < window_ms + lateness_ms:
+            raise SettingsError(
+                f"CLICKSTREAM_SESSION_MAX_SECONDS={max_text!r} must be at least "
+                "CLICKSTREAM_WINDOW_SECONDS + CLICKSTREAM_ALLOWED_LATENESS_SECONDS "
+                f"({seconds_text(window_ms + lateness_ms)})")
         url_query = get("CLICKSTREAM_PAGE_URL_QUERY").lower()
         if url_query not in ("keep", "drop"):
             raise SettingsError(f"CLICKSTREAM_PAGE_URL_QUERY={url_query!r} is not keep or drop")
@@ -173,6 +199,8 @@ class Settings:
         return cls(
             brokers=brokers,
             **topics,
+            session_gap_ms=gap_ms,
+            session_max_ms=session_max_ms,
             window_ms=window_ms,
             lateness_ms=lateness_ms,
             bounded=_flag(env, "CLICKSTREAM_BOUNDED"),

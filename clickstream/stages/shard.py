@@ -45,7 +45,7 @@ class WindowShard(StatefulBatchLogic):
         if resume_state is not None:
             try:
                 with clock.starting(("restore", id(self))):  # a big store takes a while
-                    self.windows.restore(resume_state, clock.now_ms())
+                    self._restore(resume_state, clock.now_ms())
             except ValueError as exc:
                 stop(f"cannot resume: {exc}; start with a new store", 2)
         self._keys_gauge = METRICS.keys.labels(self.output)
@@ -58,6 +58,9 @@ class WindowShard(StatefulBatchLogic):
                  ttl_ms: Optional[int]) -> KeyedWindows:
         return KeyedWindows(self.aggregation, width_ms, lateness_ms, idle_closing=not bounded,
                             ttl_ms=ttl_ms)
+
+    def _restore(self, stored, now: int) -> None:
+        self.windows.restore(stored, now)
 
     def _report_keys(self) -> None:
         """Move the process-wide key gauges by what this shard changed since it last did."""
@@ -89,27 +92,9 @@ class WindowShard(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def _emit(self, closed: List[ClosedWindow], out: list) -> None:
-        if not closed:
-            return
-        partition_of = self.partition_of
-        now = time.time()  # the moment the windows may close: for the emit-delay histogram
-        by_partition: dict = {}
-        idents: dict = {}  # one identity string per window start, not one per record
-        for key, start, end, state in closed:
-            ident = idents.get(start)
-            if ident is None:
-                ident = idents[start] = str(start)
-            record = Record(key, (start, end, state), ident, now)
-            partition = partition_of(key)
-            records = by_partition.get(partition)
-            if records is None:
-                by_partition[partition] = [record]
-            else:
-                records.append(record)
-        output = self.output
-        for partition, records in by_partition.items():
-            out.append((output, (partition, records)))
-        METRICS.windows_emitted.labels(output).inc(len(closed))
+        if closed:
+            grouped(closed, self.output, self.partition_of, out)
+            METRICS.windows_emitted.labels(self.output).inc(len(closed))
 
     def _late(self, late: list, out: list) -> None:
         """Dead-letter records for `late` [(event, the limit it missed, whether that is the
@@ -149,7 +134,10 @@ class WindowShard(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> Optional[datetime]:
-        due = self.windows.next_due()
+        return self._timer(self.windows.next_due())
+
+    def _timer(self, due: Optional[int]) -> Optional[datetime]:
+        """The wall-clock moment of idle-clock ms `due`, None for none."""
         if due is None:
             return None
         wait_ms = min(max(due - self.clock.now_ms(), 0), MAX_TIMER_WAIT_MS)
@@ -157,3 +145,23 @@ class WindowShard(StatefulBatchLogic):
 
     def snapshot(self):
         return self.windows.snapshot()
+
+
+def grouped(closed: list, tag: Tag, partition_of: Partitioner, out: list) -> None:
+    """Append `closed` [(key, start, end, state)] to `out` as (tag, (partition, [Record]))."""
+    now = time.time()  # the moment they may close: for the emit-delay histogram
+    by_partition: dict = {}
+    idents: dict = {}  # one identity string per start, not one per record
+    for key, start, end, state in closed:
+        ident = idents.get(start)
+        if ident is None:
+            ident = idents[start] = str(start)
+        record = Record(key, (start, end, state), ident, now)
+        partition = partition_of(key)
+        records = by_partition.get(partition)
+        if records is None:
+            by_partition[partition] = [record]
+        else:
+            records.append(record)
+    for partition, records in by_partition.items():
+        out.append((tag, (partition, records)))

@@ -24,7 +24,8 @@ Series = List[Tuple[str, List[float], List[float]]]  # legend, times, values
 
 
 def panels(dashboard: Path = DASHBOARD) -> List[dict]:
-    return json.loads(dashboard.read_text())["panels"]
+    """The dashboard's graph panels (rows only group them)."""
+    return [p for p in json.loads(dashboard.read_text())["panels"] if p["type"] != "row"]
 
 
 def query_range(prometheus: str, expr: str, start: float, end: float, step: float) -> list:

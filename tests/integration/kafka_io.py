@@ -26,6 +26,7 @@ class Topics:
     user: str
     page: str
     dlq: str
+    sessions: str = ""  # the user-sessions topic; "" turns sessions off
 
     def env(self, **extra) -> Dict[str, str]:
         env = dict(os.environ)
@@ -35,6 +36,7 @@ class Topics:
             "CLICKSTREAM_USER_TOPIC": self.user,
             "CLICKSTREAM_PAGE_TOPIC": self.page,
             "CLICKSTREAM_DLQ_TOPIC": self.dlq,
+            "CLICKSTREAM_SESSION_TOPIC": self.sessions,
         })
         env.update({k: str(v) for k, v in extra.items()})
         return env
@@ -42,17 +44,19 @@ class Topics:
 
 def make_topics(brokers: str, input_partitions: int = 2, output_partitions: int = 2) -> Topics:
     suffix = uuid.uuid4().hex[:10]
-    topics = Topics(brokers, f"in-{suffix}", f"user-{suffix}", f"page-{suffix}", f"dlq-{suffix}")
+    topics = Topics(brokers, f"in-{suffix}", f"user-{suffix}", f"page-{suffix}", f"dlq-{suffix}",
+                    f"sessions-{suffix}")
     admin = AdminClient({"bootstrap.servers": brokers})
     futures = admin.create_topics([
         NewTopic(topics.input, input_partitions, 1),
         NewTopic(topics.user, output_partitions, 1),
         NewTopic(topics.page, output_partitions, 1),
         NewTopic(topics.dlq, output_partitions, 1),
+        NewTopic(topics.sessions, output_partitions, 1),
     ])
     for future in futures.values():
         future.result(timeout=30)
-    _wait_for_metadata(admin, [topics.input, topics.user, topics.page, topics.dlq])
+    _wait_for_metadata(admin, [topics.input, topics.user, topics.page, topics.dlq, topics.sessions])
     return topics
 
 

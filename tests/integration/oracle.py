@@ -13,6 +13,10 @@ letter, counted nowhere; else for its url: dead letter, counted for its user onl
 keys changes no output, so nothing is forgotten here. Clocks move in the order of `messages`
 (partition by partition), so with several partitions the input must keep every event within
 the TTL of all others, or sit on one partition.
+Sessions (SPEC: Sessions) are a sort-and-split of each user's on-time events, the definition
+itself: order by (ts, partition, offset), cut where consecutive times are the gap or more
+apart, then cut each run at its first event time plus the maximum, greedily. A bounded run
+emits every one of them; when they were emitted does not change them.
 """
 
 import base64
@@ -92,14 +96,20 @@ class Expected:
     user: Dict[Tuple[str, str], dict] = field(default_factory=dict)
     page: Dict[Tuple[str, str], dict] = field(default_factory=dict)
     dead: Dict[Tuple[int, int], dict] = field(default_factory=dict)  # (partition, offset)
+    sessions: Dict[Tuple[str, str], dict] = field(default_factory=dict)  # (user, session_start)
 
 
 def _shard(text: str) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 64
 
 
+SESSION_GAP_MS, SESSION_MAX_MS = 1_800_000, 86_400_000  # SPEC's defaults
+
+
 def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
-                     lateness_ms: int, ttl_ms: Optional[int] = None) -> Expected:
+                     lateness_ms: int, ttl_ms: Optional[int] = None,
+                     session_gap_ms: int = SESSION_GAP_MS,
+                     session_max_ms: int = SESSION_MAX_MS) -> Expected:
     by_partition: Dict[int, List[Message]] = defaultdict(list)
     for m in messages:
         by_partition[m.partition].append(m)
@@ -108,6 +118,7 @@ def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
     page_events: Dict[Tuple[str, int], List[dict]] = defaultdict(list)
     user_clock: Dict[int, int] = {}
     page_clock: Dict[int, int] = {}
+    on_time: Dict[str, list] = defaultdict(list)
     result = Expected()
 
     def beyond_horizon(clocks: Dict[int, int], shard: int, ts: int) -> bool:
@@ -132,6 +143,7 @@ def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
                 continue
             newest[user] = max(newest.get(user, event["ts"]), event["ts"])
             user_events[(user, start)].append(event)
+            on_time[user].append((event["ts"], m.partition, m.offset, event))
             if beyond_horizon(page_clock, _shard(event["url"]), event["ts"]):
                 result.dead[(m.partition, m.offset)] = _dead("late", topic, m)
                 continue
@@ -158,7 +170,37 @@ def expected_outputs(messages: Iterable[Message], topic: str, window_ms: int,
             "events": len(events),
             "unique_users": len({e["user_id"] for e in events}),
         }
+    for user, events in on_time.items():
+        for session in _sessions(sorted(events, key=lambda e: e[:3]), session_gap_ms,
+                                 session_max_ms):
+            first, last = session[0][3], session[-1][3]
+            kinds = [e[3]["event_type"] for e in session]
+            result.sessions[(user, iso(first["ts"]))] = {
+                "user_id": user,
+                "session_start": iso(first["ts"]),
+                "session_end": iso(last["ts"]),
+                "duration_ms": last["ts"] - first["ts"],
+                "events": len(session),
+                "page_views": kinds.count("page_view"),
+                "clicks": kinds.count("click"),
+                "unique_pages": len({e[3]["url"] for e in session}),
+                "entry_url": first["url"],
+                "exit_url": last["url"],
+                "bounce": kinds == ["page_view"],
+                "converted": "purchase" in kinds,
+            }
     return result
+
+
+def _sessions(events: list, gap_ms: int, max_ms: int) -> List[list]:
+    """Sorted (ts, ...) events cut by the gap, then greedily by the maximum."""
+    sessions: List[list] = []
+    for e in events:
+        if sessions and e[0] - sessions[-1][-1][0] < gap_ms and e[0] - sessions[-1][0][0] <= max_ms:
+            sessions[-1].append(e)
+        else:
+            sessions.append([e])
+    return sessions
 
 
 def _dead(reason: str, topic: str, m: Message) -> dict:

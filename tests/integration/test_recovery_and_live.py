@@ -12,23 +12,30 @@ from tests.integration.test_pipeline import T0, ev, keyed
 pytestmark = pytest.mark.integration
 
 
-def test_live_windows_close_when_the_input_goes_idle(topics, tmp_path):
+def test_live_windows_and_sessions_close_when_the_input_goes_idle(topics, tmp_path):
     now = int(time.time() * 1000)
-    events = [ev(f"live{i % 3}", now - 3000 + i * 50, url=f"/l/{i % 2}") for i in range(60)]
+    # live0 pauses 4 s (more than the 3 s gap) halfway: two sessions; the others click on.
+    events = [ev(f"live{i % 3}", now - 7000 + i * 50 + (4000 if i >= 30 else 0),
+                 url=f"/l/{i % 2}") for i in range(60) if i % 3 or i < 30 or i >= 33]
     inputs = produce(topics.brokers, topics.input, keyed(events))
-    env = topics.env(CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1)
+    env = topics.env(CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1,
+                     CLICKSTREAM_SESSION_GAP_SECONDS=3, CLICKSTREAM_SESSION_MAX_SECONDS=60)
     flow = start_dataflow(env, log=tmp_path / "flow.log")
     try:
         from tests.integration.oracle import expected_outputs
-        expected = expected_outputs(inputs, topics.input, 1000, 1000)
-        # Nothing arrives after the last event: only idle closing can emit the last windows.
+        expected = expected_outputs(inputs, topics.input, 1000, 1000, None, 3000, 60_000)
+        assert len(expected.sessions) == 4 + 2
+        # Nothing arrives after the last event: only idle closing can emit the last windows
+        # and sessions (a session's after about gap + W + L of idle time).
         wait_for(lambda: len(read_topic(topics.brokers, topics.user)) >= len(expected.user)
-                 and len(read_topic(topics.brokers, topics.page)) >= len(expected.page),
-                 timeout=60, what="every window to close on idle")
+                 and len(read_topic(topics.brokers, topics.page)) >= len(expected.page)
+                 and len(read_topic(topics.brokers, topics.sessions)) >= len(expected.sessions),
+                 timeout=60, what="every window and session to close on idle")
         assert flow.poll() is None, (tmp_path / "flow.log").read_text()
     finally:
         stop(flow)
-    assert_matches(topics, inputs, window_ms=1000, lateness_ms=1000)
+    assert_matches(topics, inputs, window_ms=1000, lateness_ms=1000, session_gap_ms=3000,
+                   session_max_ms=60_000)
 
 
 def test_killed_dataflow_resumes_from_recovery_without_losing_a_window(topics, tmp_path):

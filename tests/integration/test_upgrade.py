@@ -14,7 +14,7 @@ from tests.integration.oracle import expected_outputs
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_previous_versions_store_resumes_to_the_oracles_output(brokers, tmp_path, version):
     recreate_topics(brokers, version)
     TOPICS = topics_of(version)
@@ -31,3 +31,7 @@ def test_a_previous_versions_store_resumes_to_the_oracles_output(brokers, tmp_pa
     assert windows_by_identity(users, USER_FIELDS, "user_id", True) == expected.user
     assert windows_by_identity(pages, PAGE_FIELDS, "url", True) == expected.page
     assert read_topic(brokers, TOPICS["dlq"]) == []
+    # The stores predate sessions: a user's sessions start with the events read after the
+    # upgrade (none here), and the new output's history starts at the upgrade (origin.json).
+    assert read_topic(brokers, TOPICS["sessions"]) == []
+    assert TOPICS["sessions"] in json.loads((store / "origin.json").read_text())

@@ -34,6 +34,13 @@ def test_defaults_are_the_spec_defaults():
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.1"}, "commit_interval_ms", 100),
     ({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0.25"}, "commit_interval_ms", 250),
     ({"CLICKSTREAM_STATE_TTL_SECONDS": "86400"}, "state_ttl_ms", 86_400_000),
+    ({}, "session_topic", "user-sessions"),
+    ({"CLICKSTREAM_SESSION_TOPIC": ""}, "session_topic", ""),  # sessions off
+    ({"CLICKSTREAM_SESSION_TOPIC": "  "}, "session_topic", ""),
+    ({}, "session_gap_ms", 1_800_000),
+    ({"CLICKSTREAM_SESSION_GAP_SECONDS": "0.5"}, "session_gap_ms", 500),
+    ({}, "session_max_ms", 86_400_000),
+    ({"CLICKSTREAM_SESSION_MAX_SECONDS": "15"}, "session_max_ms", 15_000),  # exactly W + L
     ({"CLICKSTREAM_STATE_TTL_SECONDS": "15"}, "state_ttl_ms", 15000),  # exactly W + L
     ({"CLICKSTREAM_STATE_TTL_SECONDS": "2.5", "CLICKSTREAM_WINDOW_SECONDS": "1",
       "CLICKSTREAM_ALLOWED_LATENESS_SECONDS": "1.5"}, "state_ttl_ms", 2500),
@@ -81,6 +88,12 @@ def test_values_are_read(env, field, value):
     ("CLICKSTREAM_PAGE_TOPIC", ".."),
     ("CLICKSTREAM_DLQ_TOPIC", "x" * 250),
     ("CLICKSTREAM_BOUNDED", "maybe"),
+    ("CLICKSTREAM_SESSION_GAP_SECONDS", "0"),
+    ("CLICKSTREAM_SESSION_GAP_SECONDS", "-1"),
+    ("CLICKSTREAM_SESSION_GAP_SECONDS", "half an hour"),
+    ("CLICKSTREAM_SESSION_MAX_SECONDS", "14.999"),  # below W + L = 15
+    ("CLICKSTREAM_SESSION_MAX_SECONDS", "a day"),
+    ("CLICKSTREAM_SESSION_TOPIC", "bad topic"),
     ("CLICKSTREAM_STATE_TTL_SECONDS", "14.999"),  # below W + L = 15
     ("CLICKSTREAM_STATE_TTL_SECONDS", "0"),
     ("CLICKSTREAM_STATE_TTL_SECONDS", "-3600"),
@@ -144,7 +157,8 @@ def test_a_longer_window_raises_the_least_state_ttl():
 def test_postgres_only_reads_and_writes_only_the_input_topic():
     settings = Settings.from_env({"CLICKSTREAM_OUTPUTS": "postgres"})
     assert settings.topics() == (("CLICKSTREAM_INPUT_TOPIC", "website-clicks"),)
-    assert len(Settings.from_env({}).topics()) == 4
+    assert len(Settings.from_env({}).topics()) == 5
+    assert len(Settings.from_env({"CLICKSTREAM_SESSION_TOPIC": ""}).topics()) == 4
 
 
 @pytest.mark.parametrize("dsn, shown", [

@@ -211,10 +211,12 @@ def test_a_store_it_cannot_read_stops_with_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("version, found", [(2, lambda state: state[0] == 2),
-                                            (3, lambda state: state.version == 3)])
+                                            (3, lambda state: state.version == 3),
+                                            (4, lambda state: state.version == 4)])
 def test_the_stores_of_previous_versions_resume(tmp_path, version, found):
-    """tests/fixtures/store-v2 and store-v3 were written by earlier landed versions (see
-    make_store.py): tuples, then WindowsSnapshot 3 without the shard clock. Their open windows
+    """tests/fixtures/store-v2, -v3 and -v4 were written by earlier landed versions (see
+    make_store.py): tuples, then WindowsSnapshot 3 without the shard clock, then 4 (before
+    sessions). Their open windows
     must come back whole, and the clock they imply is their newest event time."""
     store = tmp_path / "store"
     shutil.copytree(store_of(version), store)
