@@ -2,7 +2,8 @@
 
 `clickstream_schema` records the version applied; `MIGRATIONS[i]` takes the database from
 version i to i + 1, each in one transaction under an advisory lock, so processes starting
-together apply it once. Window tables are range-partitioned by day (UTC) on `window_start`:
+together apply it once. The `DAILY_TABLES` are range-partitioned by day (UTC), the window
+tables on `window_start`, `user_sessions` on `session_start`, a day in all of them at once:
 the sinks create a day's partition before they write its first row (`ensure_days`), and
 `drop_old_days` drops whole days past CLICKSTREAM_POSTGRES_RETENTION_DAYS. Dead letters are
 few and keyed by their input offset, so their table is not partitioned.
@@ -15,6 +16,7 @@ from typing import Iterable, List, Optional
 import psycopg
 
 WINDOW_TABLES = ("user_metrics", "page_metrics")
+DAILY_TABLES = (*WINDOW_TABLES, "user_sessions")
 DAY_MS = 86_400_000
 SCHEMA_LOCK = 0x636C6B73  # advisory lock id: migrations and partition changes
 CONNECT_TIMEOUT_S = 5
@@ -67,6 +69,26 @@ MIGRATIONS: List[str] = [
         PRIMARY KEY (sink, partition, seq)
     );
     """,
+    # 1 -> 2: sessions. A database of version 1 gets a session day's partition when a sink
+    # first writes that day, or from `prepare` (today and the days ahead), as a new one does.
+    """
+    CREATE TABLE user_sessions (
+        user_id text NOT NULL,
+        session_start timestamptz NOT NULL,
+        session_end timestamptz NOT NULL,
+        duration_ms bigint NOT NULL,
+        events integer NOT NULL,
+        page_views integer NOT NULL,
+        clicks integer NOT NULL,
+        unique_pages integer NOT NULL,
+        entry_url text NOT NULL,
+        exit_url text NOT NULL,
+        bounce boolean NOT NULL,
+        converted boolean NOT NULL,
+        PRIMARY KEY (user_id, session_start)
+    ) PARTITION BY RANGE (session_start);
+    CREATE INDEX user_sessions_session_start ON user_sessions (session_start);
+    """,
 ]
 VERSION = len(MIGRATIONS)
 # The columns the sinks write, in the order of the rows they build (SPEC's field order).
@@ -74,6 +96,9 @@ COLUMNS = {
     "user_metrics": ("user_id", "window_start", "window_end", "events", "page_views", "clicks",
                      "unique_pages", "sessions", "first_event_ts", "last_event_ts"),
     "page_metrics": ("url", "window_start", "window_end", "views", "events", "unique_users"),
+    "user_sessions": ("user_id", "session_start", "session_end", "duration_ms", "events",
+                      "page_views", "clicks", "unique_pages", "entry_url", "exit_url", "bounce",
+                      "converted"),
     "dead_letters": ("topic", "partition", "offset", "reason", "error", "value", "value_b64"),
 }
 
@@ -121,9 +146,9 @@ def _date(day: int) -> datetime:
 
 
 def existing_days(conn: psycopg.Connection) -> set:
-    """Day numbers that have partitions in every window table."""
+    """Day numbers that have partitions in every daily table."""
     days = None
-    for table in WINDOW_TABLES:
+    for table in DAILY_TABLES:
         rows = conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass", (table,)).fetchall()
@@ -150,7 +175,7 @@ def ensure_days(conn: psycopg.Connection, days: Iterable[int]) -> None:
         conn.execute("SET LOCAL lock_timeout = '120s'")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for day in sorted(set(days)):
-            for table in WINDOW_TABLES:
+            for table in DAILY_TABLES:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {partition_name(table, day)} PARTITION OF "
                     f"{table} FOR VALUES FROM ('{_date(day):%Y-%m-%d}') TO "
@@ -165,7 +190,7 @@ def drop_old_days(conn: psycopg.Connection, retention_days: int, today: int) -> 
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '120s'")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        for table in WINDOW_TABLES:
+        for table in DAILY_TABLES:
             rows = conn.execute(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = %s::regclass", (table,)).fetchall()

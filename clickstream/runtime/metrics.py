@@ -15,6 +15,9 @@ from clickstream.runtime.progress import EventTimeWatermark
 # From "on time" to "someone should look": emits wait for the epoch commit (-s), so the
 # buckets reach well past the usual 1-10 s snapshot intervals.
 EMIT_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Session durations, up to the longest CLICKSTREAM_SESSION_MAX_SECONDS allows by default (a day).
+SESSION_DURATION_BUCKETS = (1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+                            7200.0, 14400.0, 43200.0, 86400.0)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Metrics:
     keys: Gauge
     keys_expired: Counter
     recovery_store_bytes: Gauge
+    sessions_emitted: Counter
+    sessions_bounced: Counter
+    sessions_converted: Counter
+    sessions_open: Gauge
+    session_duration: Histogram
     watermark: EventTimeWatermark
 
     @classmethod
@@ -93,6 +101,21 @@ class Metrics:
                 "clickstream_recovery_store_bytes",
                 "Bytes on disk of the recovery store this process writes (0 without recovery)",
                 registry=registry),
+            sessions_emitted=Counter(
+                "clickstream_sessions_emitted", "User sessions emitted (final)", registry=registry),
+            sessions_bounced=Counter(
+                "clickstream_sessions_bounced",
+                "Sessions emitted that were bounces: one event, a page_view", registry=registry),
+            sessions_converted=Counter(
+                "clickstream_sessions_converted", "Sessions emitted that hold a purchase event",
+                registry=registry),
+            sessions_open=Gauge(
+                "clickstream_sessions_open", "Sessions this process holds open (not emitted yet)",
+                registry=registry),
+            session_duration=Histogram(
+                "clickstream_session_duration_seconds",
+                "Emitted sessions' duration: last event time minus first",
+                buckets=SESSION_DURATION_BUCKETS, registry=registry),
             watermark=watermark,
         )
         # Series that exist from the start read 0 instead of "no data" in alerts and panels.

@@ -570,6 +570,7 @@ def test_postgres_dsn_comes_from_the_secret_and_the_settings_from_the_configmap(
     parsed_settings = Settings.from_env(env)
     assert parsed_settings.to_kafka and parsed_settings.to_postgres
     assert parsed_settings.postgres_retention_days == 90
+    assert parsed_settings.session_topic == "user-sessions"
     assert parsed["password"] not in parsed_settings.dsn_shown
 
 

@@ -67,7 +67,7 @@ def exposed_names() -> set:
 
 def queries():
     for panel in DASHBOARD["panels"]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a row has none
             yield panel["title"], target["expr"]
     for rule in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"][0]["rules"]:
         yield rule["alert"], rule["expr"]
@@ -94,19 +94,40 @@ def assert_panels_laid_out(d: dict):
                 cells.add((x, y))
 
 
+def split_rows(d: dict) -> tuple:
+    """(rows, panels) of a dashboard; every row is an expanded, full-width header (its panels
+    are the ones below it in the top-level list, so Grafana's row holds none), and the panels
+    under the "Sessions" row are the sessions' own."""
+    rows = [p for p in d["panels"] if p["type"] == "row"]
+    for row in rows:
+        assert row["gridPos"]["x"] == 0 and row["gridPos"]["w"] == 24 and row["gridPos"]["h"] == 1
+        assert row["collapsed"] is False and row["panels"] == [] and "targets" not in row
+    assert [r["title"] for r in rows] == ["Sessions"]
+    below = {p["title"] for p in d["panels"]
+             if p["type"] != "row" and p["gridPos"]["y"] > rows[0]["gridPos"]["y"]}
+    assert below and all("session" in t.lower() or "bounce" in t.lower() for t in below), below
+    return rows, [p for p in d["panels"] if p["type"] != "row"]
+
+
 def test_dashboard_json_is_a_valid_provisionable_dashboard():
     d = DASHBOARD
     assert d["uid"] == "clickstream" and d["title"] and isinstance(d["schemaVersion"], int)
     assert_panels_laid_out(d)
-    for panel in d["panels"]:
+    for panel in split_rows(d)[1]:
         assert panel["type"] in {"timeseries", "stat", "gauge", "table"}
         assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs)) and all(t["expr"].strip() for t in panel["targets"])
     titles = " ".join(p["title"].lower() for p in d["panels"])
     for subject in ("events in", "records out", "lag per partition", "event-time lag",
-                    "emit delay", "dead letters", "per process"):
+                    "emit delay", "dead letters", "per process", "sessions per minute",
+                    "open sessions", "session duration", "bounce and conversion rate"):
         assert subject in titles
+    exprs = " ".join(t["expr"] for p in d["panels"] for t in p.get("targets", []))
+    for name in ("clickstream_sessions_emitted_total", "clickstream_sessions_open",
+                 "clickstream_session_duration_seconds_bucket",
+                 "clickstream_sessions_bounced_total", "clickstream_sessions_converted_total"):
+        assert name in exprs
 
 
 def provisioned_datasources() -> dict:
@@ -128,7 +149,7 @@ def test_sql_dashboard_json_is_a_valid_provisionable_dashboard():
     assert_panels_laid_out(d)
     source = provisioned_datasources()["clickstream-postgres"]
     datasource = {"type": source["type"], "uid": "clickstream-postgres"}
-    for panel in d["panels"]:
+    for panel in split_rows(d)[1]:
         assert panel["type"] in {"timeseries", "table", "barchart"}, panel["title"]
         assert panel["datasource"] == datasource, panel["title"]
         refs = [t["refId"] for t in panel["targets"]]
@@ -139,7 +160,7 @@ def test_sql_dashboard_json_is_a_valid_provisionable_dashboard():
             assert target.get("datasource", datasource) == datasource, panel["title"]
             assert target["format"] == ("time_series" if panel["type"] == "timeseries" else "table")
             if target["format"] == "time_series":  # Grafana wants the time column
-                assert re.match(r"SELECT \$__time\(window_start\),", sql), panel["title"]
+                assert re.match(r"SELECT \$__time\(\w+\),", sql), panel["title"]
             assert set(re.findall(r"\$(\w+)\(", sql)) <= SQL_MACROS, panel["title"]
             assert "$" not in re.sub(r"\$(\w+)\(", "", sql), panel["title"]  # no template vars
             assert "ledger" not in sql and "clickstream_schema" not in sql, panel["title"]
@@ -147,7 +168,8 @@ def test_sql_dashboard_json_is_a_valid_provisionable_dashboard():
             assert panel["options"]["xField"] in sql, panel["title"]
     titles = " ".join(p["title"].lower() for p in d["panels"])
     for subject in ("active users", "events and page views", "top pages", "events per user window",
-                    "dead letters by reason"):
+                    "dead letters by reason", "sessions per minute", "session duration",
+                    "bounce and conversion rate"):
         assert subject in titles
 
 

@@ -2,6 +2,7 @@
 Kafka's own tool, and every dashboard panel's query answered by a real Prometheus."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -10,15 +11,18 @@ import urllib.request
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from clickstream.tools.report import LocalPrometheus, collect, panels, render
+from clickstream.runtime.metrics import Metrics
+from clickstream.tools.report import DASHBOARD, LocalPrometheus, collect, panels, render
 from tests.integration.kafka_io import ROOT, read_topic, start_dataflow, stop, wait_for
 from tests.integration.oracle import expected_outputs
 
 pytestmark = pytest.mark.integration
 
 METRICS_PORT = 3097
+SESSIONS_METRICS_PORT = 3098
 
 
 def scrape() -> dict:
@@ -43,8 +47,10 @@ def generate(topics, *args) -> subprocess.CompletedProcess:
 def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_path):
     if not LocalPrometheus.available():
         pytest.fail("Debian's prometheus is not installed (.ci/run installs it)")
+    # Sessions of at most 2 s (W + L), so that they are emitted during the run.
     env = topics.env(BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=METRICS_PORT,
-                     CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1)
+                     CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1,
+                     CLICKSTREAM_SESSION_GAP_SECONDS=1, CLICKSTREAM_SESSION_MAX_SECONDS=2)
     flow = start_dataflow(env, "-s", "1", log=tmp_path / "flow.log")
     try:
         with LocalPrometheus([f"127.0.0.1:{METRICS_PORT}"]) as prometheus:
@@ -55,7 +61,7 @@ def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_
             assert traffic.returncode == 0, traffic.stderr
             # Every panel of the dashboard returns data from Prometheus's HTTP API.
             for panel in panels():
-                for target in panel["targets"]:
+                for target in panel.get("targets", []):  # a row has none
                     assert prometheus.query(target["expr"]), (panel["title"], target["expr"])
             data = collect(prometheus.url, minutes=1, step=2)
             assert all(series for _, series in data), [p["title"] for p, s in data if not s]
@@ -85,6 +91,10 @@ def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_
         assert value(samples, "clickstream_keys", stage="page") == len({u for u, _ in expected.page})
         assert value(samples, "clickstream_keys_expired_total", stage="user") == 0
         assert value(samples, "clickstream_recovery_store_bytes") == 0  # recovery is off
+        emitted = value(samples, "clickstream_sessions_emitted_total")
+        assert emitted > 0 and value(samples, "clickstream_session_duration_seconds_count") > 0
+        assert value(samples, "clickstream_sessions_bounced_total") <= emitted
+        assert value(samples, "clickstream_sessions_converted_total") <= emitted
         time.sleep(2)  # the last epoch's commit
         samples = scrape()
         for topic, count in ((topics.user, len(expected.user)), (topics.page, len(expected.page)),
@@ -122,3 +132,75 @@ def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_
     finally:
         stop(flow)
     assert json.loads(read_topic(topics.brokers, topics.user)[0].value)["events"] >= 1
+
+
+def test_the_sessions_panels_compute_their_rates_and_quantiles():
+    """The Sessions row's queries on a real Prometheus, against metrics of known values."""
+    if not LocalPrometheus.available():
+        pytest.fail("Debian's prometheus is not installed (.ci/run installs it)")
+    dashboard = json.loads(DASHBOARD.read_text())
+    row = next(p for p in dashboard["panels"] if p["type"] == "row" and p["title"] == "Sessions")
+    targets = {(p["title"], t["legendFormat"]): t["expr"] for p in dashboard["panels"]
+               if p["gridPos"]["y"] > row["gridPos"]["y"] for t in p["targets"]}
+    class Current:
+        """Serves one registry, swapped whole: a scrape never sees half of a change (a rate
+        over a scrape taken mid-change sees only part of the observations)."""
+
+        def __init__(self, registry):
+            self.registry = registry
+
+        def collect(self):
+            return self.registry.collect()
+
+    current = Current(CollectorRegistry())
+    Metrics.build(current.registry)
+    served = CollectorRegistry()
+    served.register(current)
+    server, thread = start_http_server(SESSIONS_METRICS_PORT, "127.0.0.1", served)
+    try:
+        with LocalPrometheus([f"127.0.0.1:{SESSIONS_METRICS_PORT}"], port=19091) as prometheus:
+            def scraped(expr):
+                return wait_for(lambda: [float(r["value"][1]) for r in prometheus.query(expr)],
+                                timeout=30, what=expr)
+
+            # before any session: the series exist (0, or NaN where nothing was observed)
+            assert scraped(targets[("Open sessions", "open")]) == [0.0]
+            assert scraped(targets[("Sessions per minute", "sessions / min")]) == [0.0]
+            assert math.isnan(scraped(targets[("Session duration (median, p90)", "median")])[0])
+            # 40 sessions: 10 bounces, 20 conversions; 19 of 5 s, 18 of 45 s, 3 of 2000 s
+            after = CollectorRegistry()
+            metrics = Metrics.build(after)
+            metrics.sessions_open.set(7)
+            metrics.sessions_emitted.inc(40)
+            metrics.sessions_bounced.inc(10)
+            metrics.sessions_converted.inc(20)
+            for seconds, count in ((5, 19), (45, 18), (2000, 3)):
+                for _ in range(count):
+                    metrics.session_duration.observe(seconds)
+            current.registry = after
+
+            def value(title, legend):
+                result = scraped(targets[(title, legend)])
+                assert len(result) == 1, (title, legend, result)
+                return result[0]
+
+            wait_for(lambda: value("Open sessions", "open") == 7, timeout=30, what="open")
+            time.sleep(3)  # a few scrapes after the change
+            assert value("Sessions per minute", "sessions / min") > 0
+            assert value("Bounce and conversion rate", "bounce rate") == pytest.approx(0.25)
+            assert value("Bounce and conversion rate", "conversion rate") == pytest.approx(0.5)
+            # histogram_quantile interpolates within the bucket holding the rank; ranks 20 and
+            # 36 of 40 fall inside the (30, 60] bucket (ranks 20..37), never on a bucket's
+            # edge, where the rates' rounding would pick either neighbour (1800 s, once)
+            assert value("Session duration (median, p90)", "median") == pytest.approx(30 + 30 / 18)
+            assert value("Session duration (median, p90)", "p90") == pytest.approx(30 + 30 * 17 / 18)
+            assert set(targets) == {
+                ("Sessions per minute", "sessions / min"), ("Open sessions", "open"),
+                ("Session duration (median, p90)", "median"),
+                ("Session duration (median, p90)", "p90"),
+                ("Bounce and conversion rate", "bounce rate"),
+                ("Bounce and conversion rate", "conversion rate")}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

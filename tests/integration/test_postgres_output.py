@@ -15,7 +15,7 @@ from clickstream.io import pg_schema
 from clickstream.runtime.exits import RESTART_STATUS
 from tests.integration.checks import assert_matches
 from tests.integration.kafka_io import run_dataflow, start_dataflow, wait_for
-from tests.integration.oracle import expected_outputs, iso
+from tests.integration.oracle import SESSION_GAP_MS, SESSION_MAX_MS, expected_outputs, iso
 from tests.integration.test_exactly_once import finish, kill_repeatedly, preload
 
 pytestmark = pytest.mark.integration
@@ -51,13 +51,30 @@ def table_rows(dsn: str):
     return user, page, letters
 
 
+def session_rows(dsn: str) -> dict:
+    """{(user_id, session_start): row} of user_sessions, in the oracle's shape."""
+    with psycopg.connect(dsn) as conn:
+        cursor = conn.execute("SELECT * FROM user_sessions")
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+    for row in rows:
+        for name in ("session_start", "session_end"):
+            row[name] = iso(int(row[name].timestamp() * 1000))
+    got = {(r["user_id"], r["session_start"]): r for r in rows}
+    assert len(got) == len(rows)
+    return got
+
+
 def assert_rows_match(dsn: str, topics, inputs, **windows):
     expected = expected_outputs(inputs, topics.input, windows.get("window_ms", 5000),
-                                windows.get("lateness_ms", 10000))
+                                windows.get("lateness_ms", 10000), None,
+                                windows.get("session_gap_ms", SESSION_GAP_MS),
+                                windows.get("session_max_ms", SESSION_MAX_MS))
     user, page, dead = table_rows(dsn)
     assert user == expected.user
     assert page == expected.page
     assert dead == expected.dead
+    assert session_rows(dsn) == expected.sessions
     return expected
 
 
@@ -83,7 +100,8 @@ def test_postgres_only_needs_no_output_topics(topics, database):
     inputs = preload(topics, 3000, seed=32)
     env = dict(CLICKSTREAM_OUTPUTS="postgres", CLICKSTREAM_POSTGRES_DSN=database,
                CLICKSTREAM_USER_TOPIC="no-such-topic", CLICKSTREAM_PAGE_TOPIC="no-such-topic-2",
-               CLICKSTREAM_DLQ_TOPIC="no-such-topic-3")
+               CLICKSTREAM_DLQ_TOPIC="no-such-topic-3",
+               CLICKSTREAM_SESSION_TOPIC="no-such-topic-4")
     finish(topics, (), **env)
     assert_rows_match(database, topics, inputs)
 
@@ -91,12 +109,15 @@ def test_postgres_only_needs_no_output_topics(topics, database):
 def test_sigkills_at_random_moments_leave_every_row_once(topics, database, tmp_path):
     inputs = preload(topics, 40000, seed=33)
     flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
-    env = dict(CLICKSTREAM_OUTPUTS="kafka,postgres", CLICKSTREAM_POSTGRES_DSN=database)
+    # Sessions of a 1 s gap close (and are written) all along the run, not only at its end.
+    env = dict(CLICKSTREAM_OUTPUTS="kafka,postgres", CLICKSTREAM_POSTGRES_DSN=database,
+               CLICKSTREAM_SESSION_GAP_SECONDS=1, CLICKSTREAM_SESSION_MAX_SECONDS=15)
     kill_repeatedly(topics, flags, 4, random.Random(34), tmp_path, 0.0, 1.5,
                     after_progress=True, **env)
     result = finish(topics, flags, **env)
-    assert_rows_match(database, topics, inputs)
-    assert_matches(topics, inputs)
+    sessions = dict(session_gap_ms=1000, session_max_ms=15_000)
+    assert len(assert_rows_match(database, topics, inputs, **sessions).sessions) > 1000
+    assert_matches(topics, inputs, **sessions)
     print(result.stderr[-500:])
 
 
@@ -125,7 +146,7 @@ def test_retention_drops_whole_old_days_and_keeps_the_rest(database):
         pg_schema.migrate(conn)
         pg_schema.ensure_days(conn, range(today - 10, today + 3))
         dropped = pg_schema.drop_old_days(conn, 7, today)
-        assert dropped == sorted(f"{t}_p2024{md}" for t in pg_schema.WINDOW_TABLES
+        assert dropped == sorted(f"{t}_p2024{md}" for t in pg_schema.DAILY_TABLES
                                  for md in ("0924", "0925", "0926"))
         assert pg_schema.existing_days(conn) == set(range(today - 7, today + 3))
         assert pg_schema.drop_old_days(conn, 0, today) == []

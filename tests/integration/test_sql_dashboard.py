@@ -7,6 +7,7 @@ other days pruned, never the sink's ledger)."""
 
 import bisect
 import json
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -84,6 +85,16 @@ def page_row(rng, url, start, views=None, events=None):
                 events=events, unique_users=max(1, min(events, 5)))
 
 
+def session_row(rng, user, start, events):
+    duration = 0 if events == 1 else rng.randint(1, 3_600_000)
+    page_views = rng.randint(0, events)
+    return dict(user_id=user, session_start=start,
+                session_end=start + timedelta(milliseconds=duration), duration_ms=duration,
+                events=events, page_views=page_views, clicks=rng.randint(0, events - page_views),
+                unique_pages=1, entry_url="/a", exit_url="/b",
+                bounce=events == 1 and page_views == 1, converted=rng.random() < 0.3)
+
+
 def known_rows(now: datetime):
     rng = random.Random(13)
     base = now - timedelta(microseconds=(now - EPOCH) // timedelta(microseconds=1) % 5_000_000)
@@ -120,7 +131,16 @@ def known_rows(now: datetime):
         dead.append(dict(topic="clicks", partition=n % 2, offset=1000 + n, reason=reason,
                          error=f"{reason} #{n}", value="{}", value_b64=None,
                          written_at=now - timedelta(minutes=minutes)))
-    return user_rows, page_rows, dead
+    sessions = []
+    for minutes in (2, 5, 11, 26, 33, 44, 59):  # inside the last hour, some minutes with many
+        minute = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+        for n in range(rng.choice([1, 2, 7, 20])):
+            start = minute + timedelta(milliseconds=rng.randint(0, 59_999))
+            sessions.append(session_row(rng, f"user-{n}", start, rng.choice([1, 1, 2, 5, 30])))
+    for ago in (timedelta(minutes=61), timedelta(days=3)):  # outside it
+        for n in range(5):
+            sessions.append(session_row(rng, f"user-{n}", base - ago, 1))
+    return user_rows, page_rows, dead, sessions
 
 
 def insert(conn, table, rows):
@@ -134,7 +154,16 @@ def insert(conn, table, rows):
 
 # --- what each panel must show, computed from the rows -------------------------------------
 
-def expected_results(user_rows, page_rows, dead, start, end, now):
+def percentile_cont(fraction, values):
+    """PostgreSQL's percentile_cont (utils/adt/orderedsetaggs.c), the same float operations."""
+    values = sorted(values)
+    row = fraction * (len(values) - 1)
+    first = math.floor(row)
+    low, high = float(values[first]), float(values[math.ceil(row)])
+    return low if row == first else low + (row - first) * (high - low)
+
+
+def expected_results(user_rows, page_rows, dead, sessions, start, end, now):
     def in_range(t):
         return start <= t <= end  # BETWEEN
 
@@ -156,6 +185,12 @@ def expected_results(user_rows, page_rows, dead, start, end, now):
     buckets = Counter(bisect.bisect_right(THRESHOLDS, r["events"]) for r in users)
     reasons = Counter(d["reason"] for d in dead if in_range(d["written_at"]))
 
+    minutes = defaultdict(list)  # sessions by the minute they started
+    for r in sessions:
+        if in_range(r["session_start"]):
+            minutes[r["session_start"].replace(second=0, microsecond=0)].append(r)
+    minutes = sorted(minutes.items())
+
     return {
         "Active users per window": (
             ["time", "active users"], sorted(active.items())),
@@ -169,6 +204,16 @@ def expected_results(user_rows, page_rows, dead, start, end, now):
         "Dead letters by reason": (
             ["reason", "dead letters"],
             sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
+        "Sessions per minute": (
+            ["time", "sessions"], [(t, len(rs)) for t, rs in minutes]),
+        "Session duration (median, p90)": (
+            ["time", "median", "p90"],
+            [(t, percentile_cont(0.5, [r["duration_ms"] for r in rs]),
+              percentile_cont(0.9, [r["duration_ms"] for r in rs])) for t, rs in minutes]),
+        "Bounce and conversion rate": (
+            ["time", "bounce rate", "conversion rate"],
+            [(t, sum(r["bounce"] for r in rs) / len(rs), sum(r["converted"] for r in rs) / len(rs))
+             for t, rs in minutes]),
     }
 
 
@@ -205,9 +250,10 @@ def assert_uses_time_indexes(conn, title, sql, oldest_day):
         assert node_type in {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}, \
             (title, relation, node_type)
         assert indexes and all(
-            ("window_start" in i or i == "dead_letters_written_at") and not i.endswith("_pkey")
+            ("window_start" in i or "session_start" in i or i == "dead_letters_written_at")
+            and not i.endswith("_pkey")
             for i in indexes), (title, relation, indexes)
-        if relation.startswith(pg_schema.WINDOW_TABLES):  # a day's partition
+        if relation.startswith(pg_schema.DAILY_TABLES):  # a day's partition
             day = pg_schema._day_of(relation, relation.split("_p2")[0])
             assert day is not None and day >= oldest_day, (title, relation, "not pruned")
 
@@ -217,23 +263,26 @@ def test_every_panel_returns_exactly_what_the_rows_hold(database):
     # the dashboard's range, as Grafana sends it: the last hour, to the millisecond
     end = now.replace(microsecond=now.microsecond // 1000 * 1000)
     start = end - timedelta(hours=1)
-    user_rows, page_rows, dead = known_rows(now)
+    user_rows, page_rows, dead, sessions = known_rows(now)
 
     with psycopg.connect(database, autocommit=True) as conn:
         pg_schema.migrate(conn)
         today = day_of(now)
-        days = {day_of(r["window_start"]) for r in user_rows + page_rows}
+        days = {day_of(r["window_start"]) for r in user_rows + page_rows} | {
+            day_of(r["session_start"]) for r in sessions}
         pg_schema.ensure_days(conn, days | {today, today + 1, today + 2})
         assert day_of(now - timedelta(days=3)) in pg_schema.existing_days(conn)
         insert(conn, "user_metrics", user_rows)
         insert(conn, "page_metrics", page_rows)
         insert(conn, "dead_letters", dead)
+        insert(conn, "user_sessions", sessions)
         conn.execute("INSERT INTO clickstream_sink_ledger (sink, partition, seq, idents) "
                      "VALUES ('user', 0, 1, '[\"u\\\\u00001\"]'::bytea)")
-        expected = expected_results(user_rows, page_rows, dead, start, end, now)
+        expected = expected_results(user_rows, page_rows, dead, sessions, start, end, now)
 
         executed = {}
-        for panel in DASHBOARD["panels"]:
+        panels = [p for p in DASHBOARD["panels"] if p["type"] != "row"]  # a row runs nothing
+        for panel in panels:
             for target in panel["targets"]:
                 sql = expand(target["rawSql"], start, end)
                 cursor = conn.execute(sql)
@@ -246,8 +295,8 @@ def test_every_panel_returns_exactly_what_the_rows_hold(database):
                     assert executed[panel["title"]][0][0] == "time", panel["title"]
 
     # every panel of the dashboard was run, and every one is checked
-    assert set(executed) == {p["title"] for p in DASHBOARD["panels"]} == set(expected)
-    assert sum(len(p["targets"]) for p in DASHBOARD["panels"]) == len(executed)
+    assert set(executed) == {p["title"] for p in panels} == set(expected)
+    assert sum(len(p["targets"]) for p in panels) == len(executed)
     for title, (columns, rows) in expected.items():
         assert executed[title] == (columns, rows), title
     # the rows exercise what the queries must get right
@@ -256,6 +305,12 @@ def test_every_panel_returns_exactly_what_the_rows_hold(database):
                                                                ("/tie/b", 1000, 1200)]
     assert dict(expected["Events per user window (distribution)"][1])["20-49"] == 0
     assert [r for r, _ in expected["Dead letters by reason"][1]] == ["malformed", "late"]
+    per_minute = [n for _, n in expected["Sessions per minute"][1]]
+    assert len(per_minute) == 7 and max(per_minute) >= 7 and min(per_minute) == 1
+    rates = expected["Bounce and conversion rate"][1]
+    assert any(0 < b < 1 for _, b, _ in rates) and any(0 < c < 1 for _, _, c in rates)
+    durations = expected["Session duration (median, p90)"][1]
+    assert any(median != p90 for _, median, p90 in durations)
 
 
 def test_the_macro_expander_matches_grafanas_format():

@@ -1,0 +1,65 @@
+"""The service's metrics as Prometheus scrapes them: names, types, labels, buckets."""
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clickstream.runtime.metrics import METRICS, SESSION_DURATION_BUCKETS, Metrics
+
+
+def scraped(registry: CollectorRegistry) -> dict:
+    """{sample name: [(labels, value)]} of the registry's exposition."""
+    samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def test_session_metrics_are_exposed_from_the_start_without_labels():
+    registry = CollectorRegistry()
+    Metrics.build(registry)
+    samples = scraped(registry)
+    for name in ("clickstream_sessions_emitted_total", "clickstream_sessions_bounced_total",
+                 "clickstream_sessions_converted_total", "clickstream_sessions_open",
+                 "clickstream_session_duration_seconds_count",
+                 "clickstream_session_duration_seconds_sum"):
+        assert samples[name] == [({}, 0.0)], name
+    # a histogram with no observation still exposes every bucket (panels' quantiles need them)
+    buckets = samples["clickstream_session_duration_seconds_bucket"]
+    assert [float(labels["le"]) for labels, _ in buckets] == [
+        1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, float("inf")]
+    assert all(value == 0 and set(labels) == {"le"} for labels, value in buckets)
+    assert SESSION_DURATION_BUCKETS[-1] == 86400  # CLICKSTREAM_SESSION_MAX_SECONDS's default
+
+
+def test_session_metrics_count_what_they_are_given():
+    registry = CollectorRegistry()
+    metrics = Metrics.build(registry)
+    metrics.sessions_emitted.inc(3)
+    metrics.sessions_bounced.inc()
+    metrics.sessions_converted.inc(2)
+    metrics.sessions_open.inc(5)
+    metrics.sessions_open.dec(2)
+    for seconds in (0.0, 12.5, 1800.0, 86400.0):
+        metrics.session_duration.observe(seconds)
+    value = registry.get_sample_value
+    assert value("clickstream_sessions_emitted_total") == 3
+    assert value("clickstream_sessions_bounced_total") == 1
+    assert value("clickstream_sessions_converted_total") == 2
+    assert value("clickstream_sessions_open") == 3
+    assert value("clickstream_session_duration_seconds_count") == 4
+    assert value("clickstream_session_duration_seconds_sum") == 0 + 12.5 + 1800 + 86400
+    assert value("clickstream_session_duration_seconds_bucket", {"le": "1.0"}) == 1
+    assert value("clickstream_session_duration_seconds_bucket", {"le": "30.0"}) == 2
+    assert value("clickstream_session_duration_seconds_bucket", {"le": "1800.0"}) == 3
+    assert value("clickstream_session_duration_seconds_bucket", {"le": "86400.0"}) == 4
+
+
+def test_the_service_registry_holds_the_session_metrics():
+    from prometheus_client import REGISTRY
+
+    assert METRICS.sessions_open.collect()[0].name == "clickstream_sessions_open"
+    for name in ("clickstream_sessions_emitted_total", "clickstream_sessions_bounced_total",
+                 "clickstream_sessions_converted_total", "clickstream_sessions_open",
+                 "clickstream_session_duration_seconds_count"):
+        assert REGISTRY.get_sample_value(name) is not None, name
