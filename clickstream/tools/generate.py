@@ -16,6 +16,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import sys
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user-lifetime-seconds", type=float, default=None,
                    help="arriving users: the --users arrive evenly over the stream's event time, each "
                         "active this long, then gone (default: all users active throughout)")
+    p.add_argument("--visits", action="store_true",
+                   help="people with visits: think times, pauses shorter and longer than 30 min, bounces, "
+                        "purchases, a few bots; --users is the population, --rate sets how many are active "
+                        "(default: the Zipf mix, one draw per message)")
     p.add_argument("--topic", default=None, help="input topic (default $CLICKSTREAM_INPUT_TOPIC or website-clicks)")
     p.add_argument("--brokers", default=None, help="bootstrap servers (default $CLICKSTREAM_BROKERS or 127.0.0.1:9092)")
     return p
@@ -71,6 +76,7 @@ def _config(args: argparse.Namespace) -> GeneratorConfig:
             start_ms=args.start_ms,
             max_disorder_ms=args.max_disorder_ms,
             user_lifetime_seconds=args.user_lifetime_seconds,
+            visits=args.visits,
         )
     except ValueError as exc:
         # Name the flag, not the dataclass field: "late_fraction ..." -> "--late-fraction ...".
@@ -80,7 +86,7 @@ def _config(args: argparse.Namespace) -> GeneratorConfig:
 
 _FLAG_FIELDS = (
     "count", "rate", "users", "seed", "late_fraction", "out_of_order_fraction",
-    "malformed_fraction", "start_ms", "max_disorder_ms", "user_lifetime_seconds",
+    "malformed_fraction", "start_ms", "max_disorder_ms", "user_lifetime_seconds", "visits",
 )
 
 
@@ -179,7 +185,12 @@ def _produce_all(producer, topic: str, config: GeneratorConfig, stats: _Stats) -
     next_progress = t0 + PROGRESS_EVERY_S
     interrupted = False
     try:
-        for i, msg in enumerate(generate(config)):
+        # The schedule starts at the first message: the visits model simulates a while first.
+        messages = generate(config)
+        first = next(messages, None)
+        t0 = clock()
+        next_progress = t0 + PROGRESS_EVERY_S
+        for i, msg in enumerate(itertools.chain(() if first is None else (first,), messages)):
             if rate is not None:
                 due = t0 + i / rate
                 while (ahead := due - clock()) > BURST_S:
