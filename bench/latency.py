@@ -50,11 +50,14 @@ def quantile(q: float, cumulative: List[Tuple[float, float]]) -> Optional[float]
 
 def measure(brokers: str, rate: int, snapshot_s: int, extra_env: Optional[dict] = None) -> dict:
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq")}
-    create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2})
+    # Sessions on, as by default (and the service's default gap and max): a fresh topic for them.
+    topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
+    create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2,
+                            topics["session"]: 2})
     env = dict(os.environ, **(extra_env or {}), CLICKSTREAM_BROKERS=brokers,
                CLICKSTREAM_INPUT_TOPIC=topics["in"], CLICKSTREAM_USER_TOPIC=topics["user"],
                CLICKSTREAM_PAGE_TOPIC=topics["page"], CLICKSTREAM_DLQ_TOPIC=topics["dlq"],
+               CLICKSTREAM_SESSION_TOPIC=topics["session"],
                CLICKSTREAM_CONSUMER_GROUP=f"bench-live-{tag}",
                CLICKSTREAM_WINDOW_SECONDS=str(WINDOW_MS // 1000),
                CLICKSTREAM_ALLOWED_LATENESS_SECONDS=str(LATENESS_MS // 1000))

@@ -45,12 +45,15 @@ def load(brokers: str, topic: str) -> None:
 
 def measure(brokers: str) -> dict:
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"bench-mem-{k}-{tag}" for k in ("in", "user", "page", "dlq")}
-    create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2})
+    # Sessions on, as by default (and the service's default gap and max): a fresh topic for them.
+    topics = {k: f"bench-mem-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
+    create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2,
+                            topics["session"]: 2})
     load(brokers, topics["in"])
     env = dict(os.environ, CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_BOUNDED="1",
                CLICKSTREAM_INPUT_TOPIC=topics["in"], CLICKSTREAM_USER_TOPIC=topics["user"],
-               CLICKSTREAM_PAGE_TOPIC=topics["page"], CLICKSTREAM_DLQ_TOPIC=topics["dlq"])
+               CLICKSTREAM_PAGE_TOPIC=topics["page"], CLICKSTREAM_DLQ_TOPIC=topics["dlq"],
+               CLICKSTREAM_SESSION_TOPIC=topics["session"])
     store = tempfile.mkdtemp(prefix="bench-mem-", dir=ROOT / ".local" / "bench")
     with open(ROOT / ".local" / "bench" / "logs" / f"memory-{tag}.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow",

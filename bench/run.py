@@ -1,15 +1,20 @@
 """`make bench`: our dataflow against the limit and its peers, on one topic, on this machine.
 
-    python -m bench.run [--events N] [--repeats R] [--only NAME ...] [--skip-latency] [--skip-memory]
+    python -m bench.run [--events N] [--repeats R] [--only NAME ...] [--input default|visits]
+                        [--skip-latency] [--skip-memory]
 
 1. Loads one input topic (BENCH_EVENTS, default 1,000,000 events from our generator, 20k users,
-   4 partitions) and computes the expected window counts for a sample of keys from the same
-   seeded stream.
+   4 partitions; BENCH_INPUT=visits: the generator's visits mode instead of its default one)
+   and computes the expected window counts and sessions for a sample of keys from the same
+   seeded stream (bench/outputs.py).
 2. Runs every system in turn on that topic, bounded, alternating, R times (default 3):
    the limit, the naive Bytewax job, ours at 1 and 2 processes (exactly-once, recovery on,
-   -s 5 as `make run`) and at 1 process at-least-once, Quix Streams, Flink SQL. A peer whose setup fails is
-   reported with the reason, never estimated.
-3. Checks each system's first run: sampled window counts equal the expected ones.
+   -s 5 as `make run`, sessions on as by default), at 1 process with sessions off, at-least-once,
+   per-epoch commits and with the PostgreSQL output, Quix Streams, Flink SQL, and Flink SQL with
+   a SESSION window as well. A peer whose setup fails is reported with the reason, never
+   estimated. `--only` (or BENCH_SYSTEMS, names separated by ';') picks systems: a system's
+   exact name, or else any name containing the text.
+3. Checks each system's first run: sampled window counts and sessions equal the expected ones.
 4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
 5. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
 """
@@ -18,33 +23,70 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka import Producer
+
 from bench import latency, memory, outputs
-from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, WINDOW_MS, all_systems,
-                           create_topics, prepare, run_once)
-from clickstream.tools.generator import GeneratorConfig
+from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, SESSIONS_OFF, WINDOW_MS, all_systems,
+                           create_topics, prepare, run_once, session_gap_ms, session_max_ms)
+from clickstream.tools.generator import GeneratorConfig, generate
 
 START_MS = 1767225600000  # 2026-01-01T00:00:00Z
 USERS = 20000
 RESULTS = ROOT / "bench" / "results"
 
 
-def load_input(brokers: str, events: int) -> tuple:
+INPUTS = ("default", "visits")
+
+
+def input_config(events: int, kind: str = "default", gap_ms: int = 1_800_000) -> GeneratorConfig:
+    """The bench input's generator config; `kind` "visits" switches to the generator's visits
+    mode (think times, bounces, purchases, bots; pauses planned around the session gap) with
+    everything else the same."""
+    fields = dict(count=events, users=USERS, seed=7, out_of_order_fraction=0.05,
+                  start_ms=START_MS)
+    if kind == "visits":
+        try:
+            return GeneratorConfig(visits=True, visit_gap_seconds=gap_ms / 1000, **fields)
+        except TypeError:
+            sys.exit("bench: BENCH_INPUT=visits, but this generator has no visits mode")
+    if kind != "default":
+        sys.exit(f"bench: BENCH_INPUT={kind!r} is not one of {', '.join(INPUTS)}")
+    return GeneratorConfig(**fields)
+
+
+def load_input(brokers: str, config: GeneratorConfig) -> str:
+    """A fresh 4-partition topic holding `config`'s stream. Produced here from the same pure
+    stream the expected outputs are computed from (`generate(config)`), keyed by user id with
+    librdkafka's default partitioner, as `python -m clickstream.generate` does: each user's
+    messages are in one partition, in production order."""
     topic = f"bench-in-{uuid.uuid4().hex[:8]}"
     create_topics(brokers, {topic: 4})
-    config = GeneratorConfig(count=events, users=USERS, seed=7, out_of_order_fraction=0.05,
-                             start_ms=START_MS)
-    subprocess.run([sys.executable, "-m", "clickstream.generate", "--count", str(config.count),
-                    "--users", str(config.users), "--seed", str(config.seed),
-                    "--out-of-order-fraction", str(config.out_of_order_fraction),
-                    "--start-ms", str(config.start_ms), "--topic", topic, "--brokers", brokers],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return topic, config
+    failed = []
+    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 10, "batch.num.messages": 10_000, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
+
+    def delivered(err, _msg):
+        if err is not None:
+            failed.append(err)
+
+    for n, message in enumerate(generate(config)):
+        while True:
+            try:
+                producer.produce(topic, message.value, message.key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if n % 1000 == 0:
+            producer.poll(0)
+    if producer.flush(120) or failed:
+        sys.exit(f"bench: loading the input failed: {failed[0] if failed else 'flush timed out'}")
+    return topic
 
 
 def median(values):
@@ -58,8 +100,16 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 1_000_000)))
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 3)))
     parser.add_argument("--snapshot", type=int, default=5, help="ours: -s, whole seconds (make run's)")
-    parser.add_argument("--only", nargs="*", help="names (substrings) of the systems to run")
+    parser.add_argument("--only", nargs="*",
+                        default=[n for n in os.environ.get("BENCH_SYSTEMS", "").split(";") if n],
+                        help="systems to run: exact names, or else substrings of names "
+                             "(default: BENCH_SYSTEMS, names separated by ';'; empty: all)")
+    parser.add_argument("--input", choices=INPUTS, default=os.environ.get("BENCH_INPUT", "default"),
+                        help="the generator mode of the bench input (default: BENCH_INPUT or default)")
     parser.add_argument("--timeout", type=float, default=1800, help="per run, seconds")
+    parser.add_argument("--results", type=Path, default=Path(os.environ.get("BENCH_RESULTS", RESULTS)),
+                        help="where the report goes (default: BENCH_RESULTS or bench/results); "
+                             "another folder keeps a trial run out of the committed results")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--brokers", default=os.environ.get("CLICKSTREAM_BROKERS", "127.0.0.1:9092"))
@@ -67,15 +117,26 @@ def main(argv=None) -> int:
 
     systems = all_systems(args.snapshot)
     if args.only:
-        systems = [s for s in systems if any(o in s.name for o in args.only)]
+        names = {s.name for s in systems}
+        systems = [s for s in systems
+                   if any(o == s.name if o in names else o in s.name for o in args.only)]
     for system in systems:
         prepare(system)
         if system.unavailable:
             print(f"  {system.name}: NOT RUN: {system.unavailable}", flush=True)
 
-    print(f"loading {args.events:,} events ...", flush=True)
-    topic, config = load_input(args.brokers, args.events)
-    want_users, want_pages, cutoff = outputs.expected(config, WINDOW_MS, LATENESS_MS)
+    gap_ms = session_gap_ms(args.input)
+    config = input_config(args.events, args.input, gap_ms)
+    print(f"loading {args.events:,} events ({args.input} input) ...", flush=True)
+    topic = load_input(args.brokers, config)
+    # No max split in the reference: the max given to ours is longer than the input's span
+    # (Flink SQL's SESSION window has no max; see bench/systems.py).
+    want = outputs.expected_all(config, WINDOW_MS, LATENESS_MS, gap_ms)
+    max_ms = session_max_ms(want.newest - want.oldest)
+    print(f"expected: {len(want.users):,} user windows, {len(want.pages):,} page windows, "
+          f"{len(want.sessions):,} sessions of the sampled keys; event time spans "
+          f"{(want.newest - want.oldest) / 1000:,.0f} s, session gap {gap_ms / 1000:g} s, "
+          f"max {max_ms / 1000:,.0f} s", flush=True)
 
     runs = {s.name: [] for s in systems}
     checks = {}
@@ -84,7 +145,8 @@ def main(argv=None) -> int:
             if system.unavailable:
                 continue
             try:
-                run = run_once(system, args.brokers, topic, args.events, args.timeout)
+                run = run_once(system, args.brokers, topic, args.events, args.timeout,
+                               gap_ms, max_ms)
             except Exception as exc:  # the harness's own trouble with one system: say so, go on
                 print(f"  run {repeat + 1}  {system.name:34} FAILED: {exc!r}", flush=True)
                 continue
@@ -95,8 +157,7 @@ def main(argv=None) -> int:
             if run.status != 0:
                 print(f"      log: {run.log}", flush=True)
             if system.name not in checks and run.status == 0:
-                checks[system.name] = check(system, run, args.brokers, want_users, want_pages,
-                                            cutoff)
+                checks[system.name] = check(system, run, args.brokers, want)
                 print(f"      output check: {checks[system.name]}", flush=True)
 
     summary = summarise(systems, runs, args.events)
@@ -120,33 +181,46 @@ def main(argv=None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "memory_gib": _memory_gib()},
         "events": args.events, "repeats": args.repeats, "snapshot_s": args.snapshot,
+        "input": args.input, "session_gap_ms": gap_ms, "session_max_ms": max_ms,
         "systems": summary, "checks": checks, "latency": live, "memory": mem,
         "unavailable": {s.name: s.unavailable for s in systems if s.unavailable},
         "runs": {name: [r.__dict__ for r in rs] for name, rs in runs.items()},
     }
     report["targets"] = targets(summary, ours_best, live, mem)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{report['when'].replace(':', '')}.json"
+    results = args.results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{report['when'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2))
     table = render(report)
-    (RESULTS / "latest.md").write_text(table + "\n")
+    (results / "latest.md").write_text(table + "\n")
     print("\n" + table)
-    print(f"\nwritten: {path.relative_to(ROOT)} and bench/results/latest.md")
+    print(f"\nwritten: {path} and {results / 'latest.md'}")
     return 0
 
 
-def check(system, run, brokers, want_users, want_pages, cutoff) -> str:
+def check(system, run, brokers, want: outputs.Expected) -> str:
     parts = []
+    unit = "rows" if run.database else "records"
     for kind in system.outputs:
-        want = want_users if kind == "user" else want_pages
+        if kind == "session":
+            if run.database:
+                got, total = outputs.read_session_rows(POSTGRES_DSN + run.database)
+            else:
+                got, total = outputs.read_sessions(brokers, run.topics["session"])
+            parts.append(f"session {outputs.compare_sessions(want.sessions, got)}, {total:,} {unit}")
+            continue
+        expected = want.users if kind == "user" else want.pages
         key = "user_id" if kind == "user" else "url"
         if run.database:
             got, total = outputs.read_rows(POSTGRES_DSN + run.database, f"{kind}_metrics", key,
-                                           cutoff)
+                                           want.cutoff)
         else:
-            got, total = outputs.read_windows(brokers, run.topics[kind], key, cutoff)
-        parts.append(f"{kind} {outputs.compare(want, got)}, {total:,} "
-                     f"{'rows' if run.database else 'records'}")
+            got, total = outputs.read_windows(brokers, run.topics[kind], key, want.cutoff)
+        parts.append(f"{kind} {outputs.compare(expected, got)}, {total:,} {unit}")
+    if "session" not in system.outputs and run.topics.get("session") and not run.database:
+        _, stray = outputs.read_sessions(brokers, run.topics["session"])
+        if stray:  # e.g. ours with CLICKSTREAM_SESSION_TOPIC="" writing sessions anyway
+            parts.append(f"session topic NOT EMPTY: {stray:,} records")
     return "; ".join(parts) if parts else "no window output (consumes only)"
 
 
@@ -168,13 +242,14 @@ def summarise(systems, runs, events) -> dict:
 
 def best_of_ours(summary):
     ours = {n: s for n, s in summary.items() if n.startswith("ours") and "at-least" not in n
-            and "postgres" not in n}
+            and "postgres" not in n and SESSIONS_OFF not in n}
     return max(ours, key=lambda n: ours[n]["steady_rate"] or 0) if ours else None
 
 
 def targets(summary, best, live, mem) -> list:
     def rate(prefix):
-        hit = next((s for n, s in summary.items() if n.startswith(prefix)), None)
+        hit = summary.get(prefix) or next(
+            (s for n, s in summary.items() if n.startswith(prefix)), None)
         return hit["steady_rate"] if hit else None
 
     ours_best = summary[best]["steady_rate"] if best else None
@@ -188,10 +263,18 @@ def targets(summary, best, live, mem) -> list:
 
     ratio("ours / naive bytewax", ours_best, rate("naive"), 10)
     ratio("ours / quix streams", ours_best, rate("quix"), 3)
-    ratio("ours / flink sql", ours_best, rate("flink"), 1)
+    ratio("ours / flink sql", ours_best, rate("flink sql"), 1)
+    flink_sessions = rate("flink sql with sessions")
+    if flink_sessions:
+        rows.append({"target": "ours / flink sql with sessions (no goal)", "goal": None,
+                     "value": ours_best / flink_sessions if ours_best else None, "met": None})
     ratio("ours 1 process / limit", ours_1, rate("limit"), 0.5)
     ratio("ours 2 processes / 1 process", ours_2, ours_1, 1.6)
     eos = summary.get("ours, 1 process")
+    off = summary.get(f"ours, 1 process, {SESSIONS_OFF}")
+    if eos and off:
+        ratio("sessions on / sessions off (1 process, exactly-once)", eos["steady_rate"],
+              off["steady_rate"], 0.75)
     alos = summary.get("ours, 1 process, at-least-once")
     if eos and alos:
         rows.append({"target": "exactly-once / at-least-once (cost, no goal)", "goal": None,

@@ -28,6 +28,34 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 LOGS = ROOT / ".local" / "bench" / "logs"
 WINDOW_MS, LATENESS_MS = 5000, 10000
+# Sessions (sessions-contract.md): the gap, by the generator mode of the bench input.
+# - default input: 30 s, not the service's 1800 s. That input holds 1000 events per second of
+#   event time spread over 20,000 users (1M events span ~1000 s), so with 1800 s no session
+#   would close before the end of the input and a run would measure only their accumulation,
+#   never their emission while records flow; at 30 s busy users' sessions close and reopen all
+#   through the run and quiet users' close behind them (1M events: 94 % close before the end).
+# - visits input: 1800 s, the service's default. There people think ~20 s between pages and
+#   pause around the gap between visits (the generator's visit_gap_seconds, set to the same
+#   value), and 20,000 people make ~17 events per second of event time (1M events span ~16 h;
+#   96 % of the sessions close before the end), so sessions end all through the run for the
+#   reason they end in production.
+# BENCH_SESSION_GAP_SECONDS overrides either.
+SESSION_GAPS_MS = {"default": 30_000, "visits": 1_800_000}
+# The max split: Flink SQL's SESSION window has none. The harness sets the bench's max
+# (`session_max_ms`) above the input's event-time span, so that no session can reach it and
+# both agree; never below the service's default of 86,400 s.
+SESSION_MAX_MS = 86_400_000
+DAY_MS = 86_400_000
+
+
+def session_gap_ms(input_kind: str) -> int:
+    gap_s = os.environ.get("BENCH_SESSION_GAP_SECONDS")
+    return round(float(gap_s) * 1000) if gap_s else SESSION_GAPS_MS[input_kind]
+
+
+def session_max_ms(span_ms: int) -> int:
+    """A max no session of an input spanning `span_ms` of event time can reach: whole days."""
+    return max(SESSION_MAX_MS, (span_ms // DAY_MS + 1) * DAY_MS)
 
 
 @dataclass
@@ -35,7 +63,7 @@ class System:
     name: str
     command: List[str]
     env: Dict[str, str] = field(default_factory=dict)
-    outputs: tuple = ("user", "page")  # which outputs it writes, for the check
+    outputs: tuple = ("user", "page")  # which outputs it writes, for the check ("session" too)
     setup: Optional[str] = None  # a peer's setup script
     recovery: bool = False  # ours: a fresh recovery store per run (-r/-s/-b via the cluster)
     unavailable: Optional[str] = None  # why it cannot run, once setup failed
@@ -45,15 +73,25 @@ PER_EPOCH = "per-epoch commits"  # CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0, the de
 
 
 POSTGRES = "postgres"  # the PostgreSQL output instead of Kafka's (scripts/pg.sh's server)
-POSTGRES_DSN = "postgresql://clickstream@127.0.0.1:15432/"
+# The server (scripts/pg.sh's by default); BENCH_POSTGRES_DSN points elsewhere (e.g. a second
+# server on another PG_PORT), ending in "/": a fresh database name is appended per run.
+POSTGRES_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://clickstream@127.0.0.1:15432/")
+
+
+SESSIONS_OFF = "sessions off"  # CLICKSTREAM_SESSION_TOPIC empty; every other row of ours has them on
 
 
 def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once",
-         commits: str = "", output: str = "kafka") -> System:
+         commits: str = "", output: str = "kafka", sessions: bool = True) -> System:
     name = f"ours, {processes} process{'es' if processes > 1 else ''}"
     if delivery != "exactly-once":
         name += f", {delivery}"
     env = {"CLICKSTREAM_DELIVERY": delivery, "CLICKSTREAM_BOUNDED": "1"}
+    outputs = ("user", "page", "session")
+    if not sessions:
+        name += f", {SESSIONS_OFF}"
+        env["CLICKSTREAM_SESSION_TOPIC"] = ""  # run_once gives the others a fresh topic
+        outputs = ("user", "page")
     if output == POSTGRES:
         name += ", postgres output"
         env["CLICKSTREAM_OUTPUTS"] = POSTGRES
@@ -62,10 +100,12 @@ def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once",
         env["CLICKSTREAM_COMMIT_INTERVAL_SECONDS"] = "0"
     return System(name, [PY, "-m", "clickstream.cluster", "--processes", str(processes),
                          "--snapshot", str(snapshot_s), "--flow", "bench.timed_ours:flow"],
-                  env, recovery=True)
+                  env, outputs=outputs, recovery=True)
 
 
 def peer(name: str, label: str, outputs=("user", "page")) -> System:
+    """A peer (bench/peers/CONTRACT.md); with "session" in `outputs` it is given
+    BENCH_SESSION_TOPIC and writes sessions too."""
     venv_python = str(ROOT / ".local" / "bench" / name / "venv" / "bin" / "python")
     return System(label, [venv_python, f"bench/peers/{name}/job.py"], outputs=outputs,
                   setup=f"bench/peers/{name}/setup.sh")
@@ -77,12 +117,14 @@ def all_systems(snapshot_s: int) -> List[System]:
         System("naive bytewax", [PY, "-m", "bytewax.run", "bench.naive_bytewax:flow"],
                outputs=("user",)),
         ours(1, snapshot_s),
+        ours(1, snapshot_s, sessions=False),  # beside the row above: the sessions' cost
         ours(2, snapshot_s),
         ours(1, snapshot_s, "at-least-once"),
         ours(1, snapshot_s, commits=PER_EPOCH),
         ours(1, snapshot_s, output=POSTGRES),
         peer("quix", "quix streams"),
         peer("flink", "flink sql"),
+        peer("flink", "flink sql with sessions", outputs=("user", "page", "session")),
     ]
 
 
@@ -170,23 +212,31 @@ class Run:
 
 
 def run_once(system: System, brokers: str, input_topic: str, events: int,
-             timeout_s: float) -> Run:
+             timeout_s: float, gap_ms: int, max_ms: int) -> Run:
+    """One run; `gap_ms` and `max_ms` are the session gap and max (ours; a peer has the gap)."""
     tag = uuid.uuid4().hex[:8]
-    topics = {kind: f"bench-{kind}-{tag}" for kind in ("user", "page", "dlq")}
+    topics = {kind: f"bench-{kind}-{tag}" for kind in ("user", "page", "dlq", "session")}
     create_topics(brokers, {name: 2 for name in topics.values()})
+    sessions = "session" in system.outputs
     LOGS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-", dir=ROOT / ".local" / "bench"))
     timing_file = work / "timing"
     group = f"bench-{tag}"
-    env = dict(os.environ, **system.env,
+    env = dict(os.environ,
                BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=input_topic, BENCH_GROUP=group,
                BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
+               BENCH_SESSION_TOPIC=topics["session"] if sessions else "",
+               BENCH_SESSION_GAP_MS=str(gap_ms),
                BENCH_EVENTS=str(events), BENCH_WINDOW_MS=str(WINDOW_MS),
                BENCH_LATENESS_MS=str(LATENESS_MS), BENCH_TIMING_FILE=str(timing_file),
                CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=input_topic,
                CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
                CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_CONSUMER_GROUP=group,
+               CLICKSTREAM_SESSION_TOPIC=topics["session"],
+               CLICKSTREAM_SESSION_GAP_SECONDS=str(gap_ms / 1000),
+               CLICKSTREAM_SESSION_MAX_SECONDS=str(max_ms / 1000),
                PYTHONPATH=str(ROOT))
+    env.update(system.env)  # e.g. CLICKSTREAM_SESSION_TOPIC="" for ours with sessions off
     database = None
     if system.env.get("CLICKSTREAM_OUTPUTS") == POSTGRES:
         database = f"bench_{tag}"

@@ -54,3 +54,75 @@ def test_expected_counts_come_from_the_seeded_stream():
     # integer timestamps only, by hand: every one of them is in the expected counts
     assert by_hand and all(users[k] >= v for k, v in by_hand.items())
     assert set(users) >= set(by_hand)
+
+
+def _sessions(events, gap=30, max_=100):
+    return [s for s, _ in outputs._split(sorted(events), gap, max_)]
+
+
+def test_session_reference_splits_at_the_gap_and_greedily_at_the_max():
+    # (ts, index, event_type, url); exactly the gap apart: two sessions
+    one = [(0, 0, "page_view", "/a"), (29, 1, "click", "/a"), (58, 2, "page_view", "/b")]
+    assert [s[:3] for s in _sessions(one)] == [(0, 58, 3)]
+    two = [(0, 0, "page_view", "/a"), (30, 1, "page_view", "/b")]
+    assert [s[:3] for s in _sessions(two)] == [(0, 0, 1), (30, 30, 1)]
+    # a run of 0, 20, ..., 240: greedy from the left, ts - start <= max joins
+    run = [(t, t, "click", "/x") for t in range(0, 241, 20)]
+    assert [s[:2] for s in _sessions(run)] == [(0, 100), (120, 220), (240, 240)]
+    marks = [m for _, m in outputs._split(run, 30, 100)]
+    assert marks == [1, 1, 0]  # the first two ended by the max, the last by the end
+
+
+def test_session_reference_orders_by_time_then_arrival_and_derives_the_fields():
+    events = [(10, 0, "page_view", "/late-arrival"), (5, 1, "click", "/first"),
+              (10, 2, "purchase", "/checkout"), (5, 3, "page_view", "/second")]
+    (session,) = _sessions(events)
+    assert session == (5, 10, 4, 2, 1, 4, "/first", "/checkout", False, True)
+    (bounce,) = _sessions([(7, 0, "page_view", "/a")])
+    assert bounce == (7, 7, 1, 1, 0, 1, "/a", "/a", True, False)
+    (lone_click,) = _sessions([(7, 0, "click", "/a")])
+    assert lone_click[-2:] == (False, False)
+
+
+def test_expected_sessions_skip_late_events_like_the_windows():
+    start = 1767225600000
+    config = GeneratorConfig(count=20000, users=50, seed=3, start_ms=start, late_fraction=0.05)
+    want = outputs.expected_all(config, 5000, 10000, 30000, 86400000)
+    late = {}
+    for message in generate(config):
+        event = json.loads(message.value)
+        if message.kind == "late" and outputs.in_sample(event["user_id"]):
+            late[event["user_id"]] = late.get(event["user_id"], 0) + 1
+    on_time = {}
+    for message in generate(config):
+        event = json.loads(message.value)
+        if message.kind != "late" and outputs.in_sample(event["user_id"]):
+            on_time[event["user_id"]] = on_time.get(event["user_id"], 0) + 1
+    assert late  # the generator's late events are >60 s behind: late for W + L = 15 s
+    counted = {}
+    for (user, _), session in want.sessions.items():
+        counted[user] = counted.get(user, 0) + session[2]
+    assert counted == on_time
+    assert sum(want.users.values()) <= sum(on_time.values()) and want.split_by_max == 0
+
+
+def test_compare_sessions_reports_missing_extra_wrong_and_duplicated():
+    row = (0, 10, 2, 1, 1, 1, "/a", "/a", False, False)
+    want = {("u1", 0): row, ("u2", 5): row[:1] + (5,) + row[2:]}
+    got = {k: [v] for k, v in want.items()}
+    assert outputs.compare_sessions(want, got) == "ok (2 sessions)"
+    got[("u1", 0)] = [row, row]
+    got[("u2", 5)] = [want[("u2", 5)][:2] + (3,) + row[3:]]
+    got[("u3", 0)] = [row]
+    assert outputs.compare_sessions(want, got) == (
+        "DIFFERS: 0 missing, 1 extra, 1 wrong, 1 duplicated of 2 sampled sessions; "
+        "first wrong u2@5: events: want 2, got 3")
+
+
+def test_session_records_normalise_rfc3339_and_epoch_ms():
+    record = {"user_id": "u1", "session_start": "2026-01-01T00:00:00.123Z",
+              "session_end": 1767225600999, "events": 2, "page_views": 1, "clicks": 1,
+              "unique_pages": 1, "entry_url": "/a", "exit_url": "/a", "bounce": False,
+              "converted": False}
+    assert outputs.session_row(record)[:2] == (1767225600123, 1767225600999)
+    assert outputs.event_ms("2026-01-01T02:00:00.001+02:00") == 1767225600001

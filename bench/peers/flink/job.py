@@ -3,7 +3,8 @@
 One Flink SQL job, built with PyFlink's Table API and run on a local mini cluster inside the
 PyFlink gateway JVM: a bounded Kafka source (earliest offsets up to the end offsets as of the
 start), event time from `ts`, and two tumbling-window aggregations (per user, per url) into
-the two output topics, submitted together as one statement set.
+the two output topics, submitted together as one statement set; with BENCH_SESSION_TOPIC set,
+a third one: a SESSION window per user into that topic (`SESSIONS` below).
 
 Why it looks like this:
 
@@ -21,7 +22,22 @@ Why it looks like this:
   the end offsets are committed by this script as soon as the mini cluster's REST API shows
   the source vertex FINISHED.
 * The sinks are plain append-only 'kafka' tables: key = user_id / url (raw UTF-8), value =
-  JSON; window_start is epoch milliseconds.
+  JSON; window_start, session_start and session_end are epoch milliseconds.
+* Sessions (sessions-contract.md) as Flink SQL's SESSION window TVF, PARTITION BY user_id:
+  - Flink merges two events' session windows [t, t + gap) when they touch (TimeWindow.intersects
+    counts end == start), so events exactly the gap apart share a session; ours starts a new
+    one at >= gap. With whole milliseconds, a Flink gap of BENCH_SESSION_GAP_MS - 1 ms merges
+    exactly the events < BENCH_SESSION_GAP_MS apart, as ours does.
+  - Flink has no max split: the harness picks a max longer than the input (bench/systems.py).
+  - session_start = window_start (the first event's time); session_end = window_end - the
+    Flink gap (the last event's time).
+  - entry_url / exit_url: the url of the first / last event ordered by (event time, offset) --
+    a user's events are all in one input partition, so the offset orders ties by arrival.
+    FIRST_VALUE/LAST_VALUE would follow arrival order, not event time, so the url rides on a
+    sortable key (event time as yyyyMMddHHmmssSSS, offset padded to 19 digits, url) whose
+    MIN / MAX picks it. The offset is the Kafka source's `offset` metadata column, declared only
+    when sessions are on (the windows-only job stays as it was).
+  - A bounded source ends with the maximum watermark, so every session is emitted at the end.
 """
 
 from __future__ import annotations
@@ -99,7 +115,9 @@ WINDOW_MS = (
 )
 
 
-def _source_ddl(brokers: str, topic: str, group: str, lateness_ms: int) -> str:
+def _source_ddl(brokers: str, topic: str, group: str, lateness_ms: int,
+                offsets: bool = False) -> str:
+    offset = "  `off` BIGINT METADATA FROM 'offset' VIRTUAL,\n" if offsets else ""
     return f"""
 CREATE TEMPORARY TABLE clicks (
   user_id STRING,
@@ -107,7 +125,7 @@ CREATE TEMPORARY TABLE clicks (
   url STRING,
   ts STRING,
   session_id STRING,
-  rt AS TO_TIMESTAMP_LTZ({EVENT_MS}, 3),
+{offset}  rt AS TO_TIMESTAMP_LTZ({EVENT_MS}, 3),
   WATERMARK FOR rt AS rt - {_interval_ms(lateness_ms)}
 ) WITH (
   'connector' = 'kafka',
@@ -144,6 +162,48 @@ def _window(window_ms: int) -> str:
     return f"TABLE(TUMBLE(TABLE timed_clicks, DESCRIPTOR(rt), {_interval_ms(window_ms)}))"
 
 
+def _ms(timestamp: str) -> str:
+    """Epoch ms of a TIMESTAMP(3) in the session time zone (UTC); EXTRACT(MILLISECOND) is the
+    millisecond of the second (0..999)."""
+    return WINDOW_MS.replace("window_start", timestamp)
+
+
+# Per user, its events in (event time, offset) order: the key whose MIN / MAX carries the url of
+# the first / last event. 17 characters of time, 19 of offset, then the url (from position 37).
+ORDERED_CLICKS = """
+CREATE TEMPORARY VIEW ordered_clicks AS
+SELECT user_id, event_type, url, rt,
+       CONCAT(DATE_FORMAT(rt, 'yyyyMMddHHmmssSSS'), LPAD(CAST(`off` AS STRING), 19, '0'), url)
+         AS ordered_url
+FROM timed_clicks"""
+
+
+def sessions_sql(gap_ms: int) -> str:
+    """The INSERT of the session records; Flink's gap is gap_ms - 1 (see the module's doc)."""
+    flink_gap = gap_ms - 1
+    return f"""
+INSERT INTO user_sessions
+SELECT user_id, session_start, session_end, session_end - session_start,
+       events, page_views, clicks, unique_pages,
+       SUBSTRING(first_url FROM 37), SUBSTRING(last_url FROM 37),
+       events = 1 AND page_views = 1, purchases > 0
+FROM (
+  SELECT user_id,
+         {_ms("window_start")} AS session_start,
+         {_ms("window_end")} - {flink_gap} AS session_end,
+         COUNT(*) AS events,
+         COUNT(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+         COUNT(*) FILTER (WHERE event_type = 'click') AS clicks,
+         COUNT(DISTINCT url) AS unique_pages,
+         COUNT(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+         MIN(ordered_url) AS first_url,
+         MAX(ordered_url) AS last_url
+  FROM TABLE(SESSION(TABLE ordered_clicks PARTITION BY user_id, DESCRIPTOR(rt),
+                     {_interval_ms(flink_gap)}))
+  GROUP BY window_start, window_end, user_id
+)"""
+
+
 def main() -> int:
     brokers = _env("BENCH_BROKERS")
     in_topic = _env("BENCH_INPUT_TOPIC")
@@ -152,6 +212,10 @@ def main() -> int:
     group = _env("BENCH_GROUP")
     window_ms = int(os.environ.get("BENCH_WINDOW_MS", "5000"))
     lateness_ms = int(os.environ.get("BENCH_LATENESS_MS", "10000"))
+    session_topic = os.environ.get("BENCH_SESSION_TOPIC", "")  # empty: no sessions
+    gap_ms = int(os.environ.get("BENCH_SESSION_GAP_MS", "1800000"))
+    if session_topic and gap_ms < 2:
+        sys.exit(f"flink peer: BENCH_SESSION_GAP_MS={gap_ms} must be at least 2")
     timing_file = _env("BENCH_TIMING_FILE")
 
     # The harness times this job from BENCH_GROUP's committed offsets.
@@ -183,7 +247,8 @@ def main() -> int:
     # this the check prints a harmless stack trace to stderr at the end.
     conf.set("classloader.check-leaked-classloader", "false")
 
-    t_env.execute_sql(_source_ddl(brokers, in_topic, group, lateness_ms))
+    t_env.execute_sql(_source_ddl(brokers, in_topic, group, lateness_ms,
+                                  offsets=bool(session_topic)))
     # A record without a usable ts has no rowtime; the window operator would fail on it.
     t_env.execute_sql(
         "CREATE TEMPORARY VIEW timed_clicks AS SELECT * FROM clicks WHERE rt IS NOT NULL")
@@ -199,6 +264,16 @@ def main() -> int:
         "`unique_users` BIGINT",  # VIEWS is a reserved word: every name is quoted
         "url", brokers, page_topic,
     ))
+    if session_topic:
+        t_env.execute_sql(ORDERED_CLICKS)
+        t_env.execute_sql(_sink_ddl(
+            "user_sessions",
+            "`user_id` STRING, `session_start` BIGINT, `session_end` BIGINT, "
+            "`duration_ms` BIGINT, `events` BIGINT, `page_views` BIGINT, `clicks` BIGINT, "
+            "`unique_pages` BIGINT, `entry_url` STRING, `exit_url` STRING, "
+            "`bounce` BOOLEAN, `converted` BOOLEAN",
+            "user_id", brokers, session_topic,
+        ))
 
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"""
@@ -217,6 +292,8 @@ SELECT url, {WINDOW_MS}, COUNT(*),
        COUNT(DISTINCT user_id)
 FROM {_window(window_ms)}
 GROUP BY window_start, window_end, url""")
+    if session_topic:
+        statements.add_insert_sql(sessions_sql(gap_ms))
     admin = _KafkaAdmin(brokers)
     end_offsets = admin.end_offsets(in_topic)  # where the bounded source stops
     final_commit = _FinalCommit(admin, group, in_topic, end_offsets)
