@@ -78,19 +78,24 @@ def test_uneven_partitions_on_two_processes_neither_stall_nor_starve(brokers, tm
     inputs = produce(brokers, topics.input,
                      [(e["user_id"].encode(), json.dumps(e).encode(), partition_of(i))
                       for i, e in enumerate(events)])
-    env = topics.env(CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1)
+    env = topics.env(CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1,
+                     CLICKSTREAM_SESSION_GAP_SECONDS=1, CLICKSTREAM_SESSION_MAX_SECONDS=60)
     run = cluster(env, 2, tmp_path / "store", log=tmp_path / "live.log")
     try:
         from tests.integration.oracle import expected_outputs
 
-        expected = expected_outputs(inputs, topics.input, 1000, 1000)
-        # Live, with one process holding no partition: every window still closes (idle).
+        expected = expected_outputs(inputs, topics.input, 1000, 1000, None, 1000, 60_000)
+        # Live, with one process holding no partition: every window and session still
+        # closes (idle).
         wait_for(lambda: len(read_topic(brokers, topics.page)) >= len(expected.page) and
-                 len(read_topic(brokers, topics.user)) >= len(expected.user), timeout=90,
-                 what="every window, live, with uneven partitions on 2 processes")
+                 len(read_topic(brokers, topics.user)) >= len(expected.user) and
+                 len(read_topic(brokers, topics.sessions)) >= len(expected.sessions),
+                 timeout=90, what="every window and session, live, with uneven partitions on "
+                 "2 processes")
     finally:
         stop(run, signal.SIGKILL)
-    assert_matches(topics, inputs, window_ms=1000, lateness_ms=1000)
+    assert_matches(topics, inputs, window_ms=1000, lateness_ms=1000, session_gap_ms=1000,
+                   session_max_ms=60_000)
 
 
 def test_a_partition_added_while_running_is_picked_up(topics, tmp_path):

@@ -311,13 +311,16 @@ class PacedProducer(threading.Thread):
 
 
 def test_state_stays_flat_with_a_ttl_of_seconds(brokers, tmp_path):
-    """The soak's short form: W = 1 s, L = 1 s, TTL = 5 s; 3,200 users arrive over 32 s of
+    """The soak's short form: W = 1 s, L = 1 s, TTL = 5 s, session gap 2 s; 3,200 users
+    arrive over 32 s of
     event time (six TTLs), each clicking for 1 s, produced live at 500 events/s on one
     partition; one SIGKILL at 60 %, a restart, a bounded finish on the same store. The user
     key count (clickstream_keys) stays within 15 % of its level once the first users have
-    expired (TTL + one lifetime + W), far below the users seen; the output is exactly the
+    expired (TTL + one lifetime + W + the gap), far below the users seen; the output is exactly the
     oracle's, with the TTL rule."""
     window_ms, lateness_ms, ttl_ms, lifetime_ms, rate, span_s = 1000, 1000, 5000, 1000, 500, 32
+    # A user's open session keeps its key until the horizon passes its end plus the gap.
+    gap_ms, max_ms = 2000, 60_000
     topics = make_topics(brokers, input_partitions=1)
     start_ms = int(time.time() * 1000)
     producer = PacedProducer(topics, GeneratorConfig(
@@ -329,7 +332,9 @@ def test_state_stays_flat_with_a_ttl_of_seconds(brokers, tmp_path):
     sampler.start()
     flow = Dataflow(topics, store, 3093, dict(
         CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=1,
-        CLICKSTREAM_STATE_TTL_SECONDS=ttl_ms / 1000, CLICKSTREAM_PARTITION_CHECK_SECONDS=0),
+        CLICKSTREAM_STATE_TTL_SECONDS=ttl_ms / 1000, CLICKSTREAM_PARTITION_CHECK_SECONDS=0,
+        CLICKSTREAM_SESSION_GAP_SECONDS=gap_ms / 1000,
+        CLICKSTREAM_SESSION_MAX_SECONDS=max_ms / 1000),
         ("-r", str(store), "-s", "1", "-b", "0"), sampler, tmp_path)
     producer.start()
     flow.start(timeout=60)
@@ -362,10 +367,11 @@ def test_state_stays_flat_with_a_ttl_of_seconds(brokers, tmp_path):
             users[user] = max(users.get(user, event["ts"]), event["ts"])
         newest = max(newest or event["ts"], event["ts"])
     assert behind < ttl_ms / 2, behind
-    expected = assert_matches(topics, inputs, window_ms, lateness_ms, ttl_ms=ttl_ms)
+    expected = assert_matches(topics, inputs, window_ms, lateness_ms, ttl_ms=ttl_ms,
+                              session_gap_ms=gap_ms, session_max_ms=max_ms)
 
-    steady = settled(sampler.samples, flow.starts, start_ms + ttl_ms + lifetime_ms + window_ms,
-                     settle_s=1.0)
+    steady = settled(sampler.samples, flow.starts,
+                     start_ms + ttl_ms + lifetime_ms + window_ms + gap_ms, settle_s=1.0)
     steady = [s for s in steady if s.event_ms <= start_ms + span_s * 1000 - 1000]
     keys = flatness([s.keys_user for s in steady if s.keys_user is not None],
                     max(3, len(steady) // 5))
