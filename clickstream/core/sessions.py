@@ -37,6 +37,7 @@ state expires with the key state.
 
 import heapq
 import pickle
+from bisect import insort
 from dataclasses import dataclass
 from typing import ClassVar, Dict, List, NamedTuple, Optional
 
@@ -199,7 +200,10 @@ class KeyedSessions:
         windows.pinned = self.open  # a user with an open session keeps its watermark
         windows.defer_expiry = True  # the batch's new users are pinned before the horizon moves
         self.count = 0  # open sessions
-        self._horizon_heap: list = []  # (close point c, user): lazy, re-pushed when popped early
+        # Users by the W-aligned time after their first session's close point c, for the
+        # horizon: a list slot per user, not a heap entry (lazy: re-filed when c moved on).
+        self._horizon: Dict[int, List[str]] = {}
+        self._horizon_ends: List[int] = []  # the sorted keys of _horizon
         self._idle_heap: list = []  # (idle-clock ms when due, user): lazy
         self._idle_due: Dict[str, int] = {}  # each user's live idle entry
         self._groups: Dict[int, set] = {}  # GROUP_MS group -> users
@@ -261,25 +265,36 @@ class KeyedSessions:
 
     def _settle(self, touched: Dict[str, Optional[int]], now: int,
                 closed: List[ClosedSession]) -> None:
-        """After a batch: regroup, fold sealed sessions, close final ones, schedule idle closes."""
-        states, opened = self.windows.keys, self.open
+        """After a batch: regroup, fold sealed sessions, close final ones, schedule idle closes.
+        (The rules of _sealed, _close_point and _need, inlined: this runs per user and batch.)"""
+        states, opened, dirty = self.windows.keys, self.open, self._dirty
         lateness, idle = self.windows.lateness, self.windows.idle_closing
+        width, gap, cap = self.windows.width, self.gap, self.max
+        dues = self._idle_due
         for key, before in touched.items():
             pieces = opened[key]
             first = pieces[0]
-            if before != first.start:
-                self._regroup(key, before, first.start)
-                heapq.heappush(self._horizon_heap, (self._close_point(first), key))
+            start = first.start
+            if before != start:
+                self._regroup(key, before, start)
+                self._file(key, self._close_point(first))
             else:
-                self._dirty.add(before - before % GROUP_MS)
+                dirty.add(start - start % GROUP_MS)
             ks = states[key]
             watermark = ks.watermark
             for session in pieces:
-                if len(session.items) >= FOLD_AT and self._sealed(session.start, watermark):
-                    session.agg = _fold(session.agg, session.items)
-                    session.items.clear()
-            watermark = max(watermark, ks.max_ts - lateness)
-            need = self._need(first, watermark)
+                if len(session.items) >= FOLD_AT:
+                    sealed_at = session.start - 1
+                    if sealed_at - sealed_at % width + width <= watermark:
+                        session.agg = _fold(session.agg, session.items)
+                        session.items.clear()
+            moved = ks.max_ts - lateness
+            if moved > watermark:
+                watermark = moved
+            c = first.end + gap - 1
+            if start + cap < c:
+                c = start + cap
+            need = c - c % width + width - watermark
             if need <= 0:
                 self._close_ready(key, closed)
                 pieces = opened.get(key)
@@ -288,9 +303,9 @@ class KeyedSessions:
                 need = self._need(pieces[0], watermark)  # the next one waits: > 0
             if idle:
                 due = now + need
-                recorded = self._idle_due.get(key)
+                recorded = dues.get(key)
                 if recorded is None or due < recorded:
-                    self._idle_due[key] = due
+                    dues[key] = due
                     heapq.heappush(self._idle_heap, (due, key))
 
     def _insert(self, pieces: List[Session], item: tuple) -> None:
@@ -400,20 +415,31 @@ class KeyedSessions:
     def _expire(self, closed: List[ClosedSession]) -> None:
         """Close what the shard's horizon has passed."""
         horizon = self.windows.clock - self.windows.ttl
-        heap = self._horizon_heap
-        while heap and heap[0][0] < horizon:
-            _, key = heapq.heappop(heap)
-            pieces = self.open.get(key)
-            if pieces is None:
-                continue
-            c = self._close_point(pieces[0])
-            if c < horizon:
-                self._close_ready(key, closed)
+        ends, filed = self._horizon_ends, self._horizon
+        while ends and ends[0] <= horizon:
+            for key in filed.pop(ends.pop(0)):
                 pieces = self.open.get(key)
                 if pieces is None:
-                    continue
+                    continue  # closed already
                 c = self._close_point(pieces[0])
-            heapq.heappush(heap, (c, key))
+                if c < horizon:
+                    self._close_ready(key, closed)
+                    pieces = self.open.get(key)
+                    if pieces is None:
+                        continue
+                    c = self._close_point(pieces[0])
+                self._file(key, c)  # after the horizon: not met again in this loop
+
+    def _file(self, key: str, c: int) -> None:
+        """Note `key` for the horizon: it may close once the horizon passes c."""
+        width = self.windows.width
+        at = c - c % width + width  # the first W-multiple after c: the horizon passes c there
+        users = self._horizon.get(at)
+        if users is None:
+            self._horizon[at] = [key]
+            insort(self._horizon_ends, at)
+        else:
+            users.append(key)
 
     def next_due(self) -> Optional[int]:
         return self._idle_heap[0][0] if self._idle_heap else None
@@ -455,7 +481,8 @@ class KeyedSessions:
         self.open.clear()
         self.windows.pinned = self.open
         self.count = 0
-        self._horizon_heap.clear()
+        self._horizon.clear()
+        self._horizon_ends.clear()
         self._idle_heap.clear()
         self._idle_due.clear()
         self._dirty.update(self._groups)
@@ -497,7 +524,7 @@ class KeyedSessions:
         """Load the open sessions (after the windows were restored); idle time restarts at `now`."""
         self.open.clear()
         self.count = 0
-        for heap in (self._horizon_heap, self._idle_heap, self._idle_due, self._groups,
+        for heap in (self._horizon, self._horizon_ends, self._idle_heap, self._idle_due, self._groups,
                      self._dirty, self._blobs):
             heap.clear()
         if stored is None:
@@ -516,7 +543,7 @@ class KeyedSessions:
                 self.count += len(pieces)
                 self._groups.setdefault(group, set()).add(key)
                 first = pieces[0]
-                heapq.heappush(self._horizon_heap, (self._close_point(first), key))
+                self._file(key, self._close_point(first))
                 if self.windows.idle_closing:
                     ks = states[key]
                     watermark = max(ks.watermark, ks.max_ts - lateness)

@@ -52,12 +52,14 @@ class UserShard(WindowShard):
         to_pages: dict = {}
         done: List[ClosedSession] = []
         for chunk in chunks:
-            windows.add_many([event.user_id for event in chunk], chunk, now, closed, late)
+            keys = [event.user_id for event in chunk]
+            windows.add_many(keys, chunk, now, closed, late)
             if late:
                 late_ones = {id(late_one[0]) for late_one in late}
                 chunk = [event for event in chunk if id(event) not in late_ones]
+                keys = [event.user_id for event in chunk]
             if sessions is not None:
-                sessions.add_many([event.user_id for event in chunk], chunk, now, done, closed)
+                sessions.add_many(keys, chunk, now, done, closed)
             for event in chunk:
                 shard = PAGE_SHARD_OF[event.url]
                 bucket = to_pages.get(shard)

@@ -262,9 +262,11 @@ def test_the_horizon_closes_sessions_and_only_then_forgets_the_user():
     driver.feed([ev("u", 1_000)])
     driver.feed([ev("other", 70_000, offset=1)])  # horizon 30,000: u's window is gone, c = 30,999
     assert driver.emitted == [] and "u" in driver.windows.keys
-    driver.feed([ev("other", 71_000, offset=2)])  # horizon 31,000 > c
+    driver.feed([ev("other", 74_999, offset=2)])  # horizon 34,999 > c, but it is filed by W
+    assert driver.emitted == []
+    driver.feed([ev("other", 75_000, offset=3)])  # horizon 35,000: the first W-multiple after c
     assert sessions_of(driver) == [("u", 1_000, 1_000, 1)]
-    driver.feed([ev("other", 76_000, offset=3)])
+    driver.feed([ev("other", 76_000, offset=4)])
     assert "u" not in driver.windows.keys and "u" not in driver.sessions.open
 
 

@@ -4,7 +4,8 @@ Users arrive, click for a while and leave (the generator's arriving-users mode,
 `--user-lifetime-seconds`), so without expiry every user ever seen stays in memory and in
 every snapshot. With CLICKSTREAM_STATE_TTL_SECONDS a key whose last window ended more than
 the TTL before its shard's event time is forgotten; after the first TTL (plus one user
-lifetime, when the first users can expire) the state holds about one TTL's worth of users,
+lifetime, when the first users can expire, and with sessions on plus the session gap, for
+which a departed user's session stays open) the state holds about one TTL's worth of users,
 however long the run.
 
 Both tests compare every output with the oracle (tests/integration/oracle.py). With several
@@ -66,10 +67,13 @@ class SoakSettings:
     users: int = env_number("CLICKSTREAM_SOAK_USERS", 2_000_000, int)
     lifetime_s: float = env_number("CLICKSTREAM_SOAK_USER_LIFETIME_SECONDS", 300)
     ttl_s: float = env_number("CLICKSTREAM_SOAK_TTL_SECONDS", 3600)
+    # Sessions on, SPEC's gap: a user who never comes back keeps its session, and so its key,
+    # until the horizon passes its last event plus the gap (TTL + gap after it).
+    session_gap_s: float = env_number("CLICKSTREAM_SOAK_SESSION_GAP_SECONDS", 1800)
     partitions: int = env_number("CLICKSTREAM_SOAK_PARTITIONS", 4, int)
     snapshot_s: int = env_number("CLICKSTREAM_SOAK_SNAPSHOT_SECONDS", 5, int)
     # The second kill, as a fraction of the event-time span; the first comes at the first
-    # TTL plus two user lifetimes, soon after the first users have expired.
+    # TTL and session gap plus two user lifetimes, soon after the first users have expired.
     last_kill_at: float = env_number("CLICKSTREAM_SOAK_LAST_KILL_AT", 0.9)
     # The premise's allowance for uneven reading of the partitions, in events of the
     # generated order (1M events: 16 min of event time at the default pace).
@@ -97,8 +101,8 @@ def caught_up(ends: Dict[int, int]):
 def second_flow_on(topics: Topics, created: List[str]) -> Topics:
     """New output topics for a second dataflow on the same input topic."""
     fresh = make_topics(topics.brokers, input_partitions=1)
-    created += [fresh.input, fresh.user, fresh.page, fresh.dlq]
-    return Topics(topics.brokers, topics.input, fresh.user, fresh.page, fresh.dlq)
+    created += [fresh.input, fresh.user, fresh.page, fresh.dlq, fresh.sessions]
+    return Topics(topics.brokers, topics.input, fresh.user, fresh.page, fresh.dlq, fresh.sessions)
 
 
 def drop_topics(brokers: str, names: List[str]) -> None:
@@ -117,15 +121,17 @@ def test_soak_state_stays_flat_over_hours(brokers, tmp_path, request):
 
     1. Preload the input with the generator: arriving users, first event time 15 minutes
        more than the span in the past, so no event time is ahead of its record's timestamp.
-    2. Live with recovery (-r DIR -s 5 -b 0), sampled every 2 s: SIGKILL at the first TTL
-       plus two user lifetimes of event time and at 90 %, restarting after each (restart
-       time measured, see endurance.Dataflow); the third start reads to the end of the input
-       and is stopped with SIGTERM; a bounded run on the same store finishes the job.
+    2. Live with recovery (-r DIR -s 5 -b 0), sessions on (gap 30 min), sampled every 2 s:
+       SIGKILL at the first TTL and gap plus two user lifetimes of event time and at 90 %,
+       restarting after each (restart time measured, see endurance.Dataflow); the third
+       start reads to the end of the input and is stopped with SIGTERM; a bounded run on the
+       same store finishes the job.
     3. Then (nothing else runs during step 2, which would disturb its restart times) the
        same input without expiry (a TTL of three years), live to its end and sampled the same
        way, while this process reads the input back (premise, spill) and checks every output
        of step 2 against the oracle, exactly once.
-    4. After the first TTL plus one user lifetime: RSS and store size within 15 % of their
+    4. After the first TTL and gap plus one user lifetime (a user's session keeps its key
+       until the horizon passes its end plus the gap): RSS and store size within 15 % of their
        level (the median of the first tenth of that stretch, seconds right after a restart
        left out), and the restart time at the end within 20 % of the one after the first TTL.
     Both curves go to bench/results/soak-<time>.json and .png.
@@ -133,10 +139,11 @@ def test_soak_state_stays_flat_over_hours(brokers, tmp_path, request):
     cfg = SoakSettings()
     span_ms = cfg.events - 1  # one event per ms of event time
     ttl_ms, lifetime_ms = int(cfg.ttl_s * 1000), int(cfg.lifetime_s * 1000)
+    gap_ms = int(cfg.session_gap_s * 1000)
     t0 = (int(time.time()) - span_ms // 1000 - 900) * 1000
     began = time.monotonic()
     topics = make_topics(brokers, input_partitions=cfg.partitions)
-    created = [topics.input, topics.user, topics.page, topics.dlq]
+    created = [topics.input, topics.user, topics.page, topics.dlq, topics.sessions]
     request.addfinalizer(lambda: drop_topics(brokers, created))
     generator = subprocess.run(
         [sys.executable, "-m", "clickstream.generate", "--count", str(cfg.events),
@@ -155,15 +162,16 @@ def test_soak_state_stays_flat_over_hours(brokers, tmp_path, request):
         sampler = Sampler(store, port, 10_000, topics.input, ends, cfg.interval_s)
         sampler.start()
         flags = ("-r", str(store), "-s", str(cfg.snapshot_s), "-b", "0")
-        return sampler, Dataflow(flow_topics, store, port, dict(CLICKSTREAM_STATE_TTL_SECONDS=ttl_s),
-                                 flags, sampler, logs)
+        return sampler, Dataflow(flow_topics, store, port, dict(
+            CLICKSTREAM_STATE_TTL_SECONDS=ttl_s, CLICKSTREAM_SESSION_GAP_SECONDS=cfg.session_gap_s),
+            flags, sampler, logs)
 
     # 2. With expiry, killed twice.
     sampler, flow = sampled_flow(tmp_path / "store", 3091, cfg.ttl_s, topics, tmp_path / "logs")
     run_began = time.monotonic()
     killed_at: List[int] = []
     flow.start()
-    for k, target in enumerate((t0 + ttl_ms + 2 * lifetime_ms,
+    for k, target in enumerate((t0 + ttl_ms + gap_ms + 2 * lifetime_ms,
                                 t0 + int(cfg.last_kill_at * span_ms))):
         sample = flow.wait_until(lambda s: (s.event_ms or 0) >= target, 3600, f"kill {k + 1}")
         flow.kill(signal.SIGKILL)
@@ -209,7 +217,7 @@ def test_soak_state_stays_flat_over_hours(brokers, tmp_path, request):
 
     # 4. The curves.
     assert index.count == cfg.events and index.ends == ends
-    steady_from = t0 + ttl_ms + lifetime_ms
+    steady_from = t0 + ttl_ms + gap_ms + lifetime_ms
     judged = settled(sampler.samples, flow.starts, steady_from, settle_s=10)
     level_n = max(3, len(judged) // 10)
     rss = flatness([s.rss_mib for s in judged if s.rss_mib is not None], level_n)
