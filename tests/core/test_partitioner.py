@@ -34,3 +34,15 @@ def test_partitioner_forgets_everything_beyond_its_bound(monkeypatch):
         partition_of(key)
     assert len(partition_of._known) == 2
     assert partition_of("foobar") == 16
+
+
+def test_one_bound_for_the_process_per_partition_count(monkeypatch):
+    # Each of the 128 window shards had a memo of its own that never filled, so together
+    # they kept every key ever emitted (the soak's RSS crept while its live keys stayed flat).
+    monkeypatch.setattr(Partitioner, "MAX_REMEMBERED", 3)
+    shards = [Partitioner(50) for _ in range(4)]
+    for i, partition_of in enumerate(shards * 5):
+        assert partition_of(f"user-{i}") == Partitioner._hash(f"user-{i}", 50)
+    assert len({id(p._known) for p in shards}) == 1 and len(shards[0]._known) <= 3
+    assert Partitioner(7)._known is not shards[0]._known  # another count, another answer
+    assert Partitioner(7)("foobar") == (-790332482 & 0x7FFFFFFF) % 7

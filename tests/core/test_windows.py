@@ -141,6 +141,50 @@ def test_settled_watermarks_wait_on_the_idle_clock():
     assert _add(windows, "/p", E("c", "page_view", "/p", 2000), 1000, []) is False
 
 
+# (events as (idle-clock ms, url, ts), W=5000, L=10000, settle 1000) -> watermark moves queued,
+# (key, start) closed by apply_settled at 1000, then at 1500
+SETTLE_QUEUE_CASES = [
+    ("clock still: one queued move per key, the newest",
+     [(0, "/a", 1000), (0, "/a", 16000), (0, "/a", 31000)], 1,
+     [("/a", 0), ("/a", 15000)], []),
+    ("clock moved: one per key and ms, each settles on its own",
+     [(0, "/a", 1000), (0, "/a", 16000), (500, "/a", 31000)], 2,
+     [("/a", 0)], [("/a", 15000)]),
+    ("two keys interleaved, clock still",
+     [(0, "/a", 1000), (0, "/b", 1000), (0, "/a", 16000), (0, "/b", 16000), (0, "/a", 31000)], 2,
+     [("/a", 0), ("/a", 15000), ("/b", 0)], []),
+    ("an older event moves nothing",
+     [(0, "/a", 16000), (0, "/a", 1000)], 1, [("/a", 0)], []),
+]
+
+
+@pytest.mark.parametrize("name, events, queued, at_1000, at_1500", SETTLE_QUEUE_CASES,
+                         ids=[c[0] for c in SETTLE_QUEUE_CASES])
+def test_settling_moves_queue_once_per_key_and_clock_ms(name, events, queued, at_1000, at_1500):
+    # A backlog replayed with the idle clock still queued one move per event (the soak's
+    # page stage: +1.3 million entries per hour of event time); what settles is unchanged.
+    windows = KeyedWindows(PageTraffic(), 5000, 10000, settle_ms=1000)
+    for now, key, ts in events:
+        _add(windows, key, E("u", "page_view", key, ts), now, [])
+    assert len(windows._pending) == queued
+    for now, expected in ((1000, at_1000), (1500, at_1500)):
+        closed = []
+        windows.apply_settled(now, closed)
+        assert sorted((c.key, c.start) for c in closed) == expected
+    assert not windows._pending and all(ks.move is None for ks in windows.keys.values())
+
+
+def test_a_move_after_close_all_is_queued_again():
+    windows = KeyedWindows(PageTraffic(), 5000, 10000, settle_ms=1000)
+    _add(windows, "/a", E("u", "page_view", "/a", 1000), 0, [])
+    assert [c.start for c in windows.close_all()] == [0]
+    _add(windows, "/a", E("u", "page_view", "/a", 31000), 0, [])  # same idle-clock ms
+    _add(windows, "/a", E("u", "page_view", "/a", 46000), 0, [])
+    closed = []
+    windows.apply_settled(1000, closed)
+    assert [c.start for c in closed] == [30000]
+
+
 def test_bounded_pages_stay_open_until_the_end():
     windows = KeyedWindows(PageTraffic(), 5000, 10000, idle_closing=False, watermark_closing=False)
     assert _feed(windows, [("/p", 100000), ("/p", 0)]) == ([], [])
