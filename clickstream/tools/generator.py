@@ -375,6 +375,47 @@ def _malformed_variants() -> list[Callable[[dict, bytes, int], tuple[bytes | Non
     ]
 
 
+class _Draws:
+    """What both modes draw alike, from the stream's one random generator: a page, a product,
+    the form of a timestamp, the optional fields. Made where each mode always made its page
+    catalogue, so every draw comes in the same order as before (the streams are byte-exact)."""
+
+    def __init__(self, rng: random.Random, seed: int, start_ms: int):
+        self.rand = rng.random
+        self.pages, self.products = _page_catalogue(rng)
+        self.page_cum = _zipf_cum_weights(len(self.pages), PAGE_ZIPF_EXPONENT)
+        self.product_cum = _zipf_cum_weights(len(self.products), PAGE_ZIPF_EXPONENT)
+        self.id_prefix = f"e{seed}-{start_ms}-"
+
+    def page(self) -> str:
+        return _zipf_pick(self.pages, self.page_cum, self.rand())
+
+    def product(self) -> str:
+        return _zipf_pick(self.products, self.product_cum, self.rand())
+
+    def timestamp(self, ts: int):
+        r = self.rand()
+        if r < 0.8:
+            return ts
+        return rfc3339_ms(ts, plus_two=r >= 0.9)
+
+    def optional_fields(self, event: dict, st: list, i: int, referrer) -> dict:
+        rand = self.rand
+        if rand() < 0.97:
+            event["session_id"] = st[_SESSION]
+        if rand() < 0.9:
+            event["event_id"] = self.id_prefix + str(i)
+        if referrer is not None and rand() < 0.9:
+            event["referrer"] = referrer
+        if rand() < 0.85:
+            event["user_agent"] = st[_UA]
+        return event
+
+
+def _zipf_pick(items: list, cum: list, r: float):
+    return items[min(bisect.bisect_right(cum, r * cum[-1]), len(items) - 1)]
+
+
 def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
     """Yield exactly ``config.count`` messages, reproducibly for ``(seed, start_ms)``.
 
@@ -406,15 +447,11 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
         span_ms = base_time_ms(config, count - 1, start_ms) - start_ms if count else 0
         arrived = 0  # users that have had their first event: user k arrives k-th
         first_active = 0  # users before this one are past their lifetime (state dropped)
-    pages, products = _page_catalogue(rng)
-    page_cum = _zipf_cum_weights(len(pages), PAGE_ZIPF_EXPONENT)
-    page_total = page_cum[-1]
-    product_cum = _zipf_cum_weights(len(products), PAGE_ZIPF_EXPONENT)
-    product_total = product_cum[-1]
+    draws = _Draws(rng, config.seed, start_ms)
+    pick_page, pick_product = draws.page, draws.product
+    encode_ts, optional_fields = draws.timestamp, draws.optional_fields
     checkout = HOST + "/checkout"
     n_users = config.users
-    n_pages = len(pages)
-    n_products = len(products)
 
     malformed_at = config.malformed_fraction
     late_at = malformed_at + config.late_fraction
@@ -426,34 +463,11 @@ def generate(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
 
     state: dict[int, list] = {}
     seen: list[int] = []  # users with at least one well-formed event, for late draws
-    id_prefix = f"e{config.seed}-{start_ms}-"
     bisect_right = bisect.bisect_right
 
     def pick_user() -> int:
         return min(bisect_right(user_cum, rand() * user_total), n_users - 1)
 
-    def pick_page() -> str:
-        return pages[min(bisect_right(page_cum, rand() * page_total), n_pages - 1)]
-
-    def pick_product() -> str:
-        return products[min(bisect_right(product_cum, rand() * product_total), n_products - 1)]
-
-    def encode_ts(ts: int):
-        r = rand()
-        if r < 0.8:
-            return ts
-        return rfc3339_ms(ts, plus_two=r >= 0.9)
-
-    def optional_fields(event: dict, st: list, i: int, referrer) -> dict:
-        if rand() < 0.97:
-            event["session_id"] = st[_SESSION]
-        if rand() < 0.9:
-            event["event_id"] = id_prefix + str(i)
-        if referrer is not None and rand() < 0.9:
-            event["referrer"] = referrer
-        if rand() < 0.85:
-            event["user_agent"] = st[_UA]
-        return event
 
     for i in range(count):
         base = start_ms + (i * 1000 // DEFAULT_EVENTS_PER_SECOND if rate is None else int(i * 1000.0 / rate))
@@ -852,15 +866,11 @@ def _generate_visits(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
             pair = ids[u] = (user_id, user_id.encode())
         return pair
 
-    pages, products = _page_catalogue(rng)
-    page_cum = _zipf_cum_weights(len(pages), PAGE_ZIPF_EXPONENT)
-    page_total = page_cum[-1]
-    product_cum = _zipf_cum_weights(len(products), PAGE_ZIPF_EXPONENT)
-    product_total = product_cum[-1]
+    draws = _Draws(rng, config.seed, start_ms)
+    pick_page, pick_product = draws.page, draws.product
+    encode_ts, optional_fields = draws.timestamp, draws.optional_fields
+    pages, n_pages = draws.pages, len(draws.pages)
     checkout = HOST + "/checkout"
-    n_pages = len(pages)
-    n_products = len(products)
-    bisect_right = bisect.bisect_right
 
     malformed_at = config.malformed_fraction
     late_at = malformed_at + config.late_fraction
@@ -871,30 +881,7 @@ def _generate_visits(config: GeneratorConfig) -> Iterator[GeneratedMessage]:
     malformed_seen = 0
     state: dict[int, list] = {}
     seen: list[int] = []
-    id_prefix = f"e{config.seed}-{start_ms}-"
 
-    def pick_page() -> str:
-        return pages[min(bisect_right(page_cum, rand() * page_total), n_pages - 1)]
-
-    def pick_product() -> str:
-        return products[min(bisect_right(product_cum, rand() * product_total), n_products - 1)]
-
-    def encode_ts(ts: int):
-        r = rand()
-        if r < 0.8:
-            return ts
-        return rfc3339_ms(ts, plus_two=r >= 0.9)
-
-    def optional_fields(event: dict, st: list, i: int, referrer) -> dict:
-        if rand() < 0.97:
-            event["session_id"] = st[_SESSION]
-        if rand() < 0.9:
-            event["event_id"] = id_prefix + str(i)
-        if referrer is not None and rand() < 0.9:
-            event["referrer"] = referrer
-        if rand() < 0.85:
-            event["user_agent"] = st[_UA]
-        return event
 
     planned = None
     for i in range(config.count):
