@@ -178,8 +178,8 @@ def ensure_days(conn: psycopg.Connection, days: Iterable[int]) -> None:
             for table in DAILY_TABLES:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {partition_name(table, day)} PARTITION OF "
-                    f"{table} FOR VALUES FROM ('{_date(day):%Y-%m-%d}') TO "
-                    f"('{_date(day + 1):%Y-%m-%d}')")
+                    f"{table} FOR VALUES FROM ('{_date(day):%Y-%m-%d} 00:00+00') TO "
+                    f"('{_date(day + 1):%Y-%m-%d} 00:00+00')")  # UTC, not the session's zone
 
 
 def drop_old_days(conn: psycopg.Connection, retention_days: int, today: int) -> List[str]:

@@ -134,3 +134,29 @@ def test_a_version_1_database_migrates_forward_keeping_its_rows(database):
                                  for d in range(TODAY - 7 if t != "user_sessions" else TODAY - 1,
                                                 TODAY))
         assert conn.execute("SELECT count(*) FROM user_sessions").fetchone()[0] == 0
+
+
+def test_daily_partitions_are_utc_days_whatever_the_sessions_time_zone(database):
+    """A partition's bounds are UTC midnights even when the connection's TimeZone is not UTC
+    (day-only bounds were read in the session's zone: a window at 23:30Z went to the next
+    day's partition on a server in New York)."""
+    with psycopg.connect(database) as conn:
+        conn.execute("SET TimeZone = 'America/New_York'")
+        pg_schema.migrate(conn)
+        pg_schema.ensure_days(conn, [TODAY - 1, TODAY])
+        bounds = conn.execute(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+            "WHERE c.relname = %s", (pg_schema.partition_name("user_sessions", TODAY),)).fetchone()[0]
+        conn.execute("SET TimeZone = 'UTC'")
+        bounds_utc = conn.execute(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+            "WHERE c.relname = %s", (pg_schema.partition_name("user_sessions", TODAY),)).fetchone()[0]
+        assert "2024-10-04 00:00:00+00" in bounds_utc and "2024-10-05 00:00:00+00" in bounds_utc, (
+            bounds, bounds_utc)
+        conn.execute("SET TimeZone = 'America/New_York'")
+        conn.execute("INSERT INTO user_metrics (user_id, window_start, window_end, events, "
+                     "page_views, clicks, unique_pages, sessions, first_event_ts, last_event_ts) "
+                     "VALUES ('u', '2024-10-03T23:30:00Z', '2024-10-03T23:30:05Z', 1, 1, 0, 1, 0, "
+                     "'2024-10-03T23:30:00Z', '2024-10-03T23:30:00Z')")
+        [(table,)] = conn.execute("SELECT tableoid::regclass::text FROM user_metrics").fetchall()
+        assert table == pg_schema.partition_name("user_metrics", TODAY - 1)
