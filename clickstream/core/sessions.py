@@ -234,11 +234,18 @@ class KeyedSessions:
                  closed_windows: list) -> None:
         """Add on-time events[i] of user keys[i] at idle-clock ms `now` (after the windows
         judged them); sessions that become final go to `closed`, then the windows' horizon
-        moves (windows it closes go to `closed_windows`). Folding and closing wait for the end of the batch: the windows
-        judged each event against the watermark of its moment, and a later event of the same
-        batch may already have moved it (an event on time then must still find its session)."""
-        opened = self.open
+        moves (windows it closes go to `closed_windows`).
+
+        Folding and closing wait for the end of the batch: the windows judged each event
+        against the watermark of its moment, and a later event of the same batch may already
+        have moved it (an event on time then must still find its session). A user whose only
+        session just went on needs no settling: that cannot make it final (its close point
+        moved with its newest event, past the watermark) nor its idle close sooner; only its
+        snapshot group is dirty and, past FOLD_AT events, it may fold."""
+        opened, dirty = self.open, self._dirty
+        gap, cap = self.gap, self.max
         touched: Dict[str, Optional[int]] = {}  # user -> its first session's start before
+        folding: Dict[str, Session] = {}
         for key, event in zip(keys, events):
             item = (event.ts, event.partition, event.offset,
                     KINDS.get(event.event_type, OTHER), event.url)
@@ -249,19 +256,40 @@ class KeyedSessions:
                 if key not in touched:
                     touched[key] = None
                 continue
-            if key not in touched:
-                touched[key] = pieces[0].start
             last = pieces[-1]
             t = item[0]
-            if last.start <= t <= last.start + self.max and t - last.end < self.gap:
-                last.items.append(item)  # the common case: the user's newest session goes on
+            start = last.start
+            if start <= t <= start + cap and t - last.end < gap:
+                items = last.items  # the common case: the user's newest session goes on
+                items.append(item)
                 if t > last.end:
                     last.end = t
+                if len(pieces) == 1 and key not in touched:
+                    dirty.add(start - start % GROUP_MS)
+                    if len(items) >= FOLD_AT:
+                        folding[key] = last
+                    continue
+            elif key not in touched:
+                touched[key] = pieces[0].start  # before _insert may move it
+                self._insert(pieces, item)
+                continue
             else:
                 self._insert(pieces, item)
+                continue
+            if key not in touched:
+                touched[key] = pieces[0].start
+        self._fold_sealed(folding)
         self._settle(touched, now, closed)
         self._expire(closed)
         self.windows.expire(closed_windows)
+
+    def _fold_sealed(self, folding: Dict[str, Session]) -> None:
+        states, width = self.windows.keys, self.windows.width
+        for key, session in folding.items():
+            sealed_at = session.start - 1
+            if session.items and sealed_at - sealed_at % width + width <= states[key].watermark:
+                session.agg = _fold(session.agg, session.items)
+                session.items.clear()
 
     def _settle(self, touched: Dict[str, Optional[int]], now: int,
                 closed: List[ClosedSession]) -> None:
