@@ -57,7 +57,7 @@ test-integration: $(VENV)/.installed ## tests on the real broker only
 SOAK_CLUSTER_RUNS ?= 50
 SOAK_TESTS ?=
 
-soak: $(VENV)/.installed ## long chaos and endurance runs: 30 SIGKILLs over 1M events, a storm of 100, the state-expiry endurance run (10.9M events, 2M users, 3 h of event time, curves in bench/results/soak-*), the new-partition cluster test 50 times; SOAK_TESTS=file picks one
+soak: $(VENV)/.installed ## long chaos and endurance runs: 30 SIGKILLs over 1M events, a storm of 100, the broker stopped for a minute, the state-expiry endurance run (10.9M events, 2M users, 3 h of event time, curves in bench/results/soak-*), the new-partition cluster test 50 times; SOAK_TESTS=file picks one
 	CLICKSTREAM_SOAK=1 $(PY) -m pytest -q -s -m soak $(SOAK_TESTS)
 	for i in $$(seq $(if $(SOAK_TESTS),0,$(SOAK_CLUSTER_RUNS))); do echo "cluster run $$i"; \
 	  $(PY) -m pytest -q -x -p no:cacheprovider tests/integration/test_cluster.py \

@@ -85,11 +85,17 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(topics, tmp_path
     seed = int(os.environ.get("CLICKSTREAM_CHAOS_SEED", "20261126"))
     inputs = preload(topics, 40000)
     flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
+    # A 1 s session gap and 15 s maximum: sessions close (cut by both rules) all along the
+    # run, so kills also fall between a session's emission and its commit.
+    env = {"CLICKSTREAM_SESSION_GAP_SECONDS": 1, "CLICKSTREAM_SESSION_MAX_SECONDS": 15}
     times = kill_repeatedly(topics, flags, 4, random.Random(seed), tmp_path, 0.0, 1.5,
-                            after_progress=True)
-    finish(topics, flags)
-    expected = assert_matches(topics, inputs)
-    print(f"kills after {times} s (seed {seed}); {len(expected.user)} user windows exact")
+                            after_progress=True, **env)
+    finish(topics, flags, **env)
+    expected = assert_matches(topics, inputs, session_gap_ms=1000, session_max_ms=15_000)
+    cut = sum(1 for s in expected.sessions.values() if s["duration_ms"] > 14_000)
+    assert len(expected.sessions) > 1000 and cut > 10  # both rules at work
+    print(f"kills after {times} s (seed {seed}); {len(expected.user)} user windows and "
+          f"{len(expected.sessions)} sessions exact")
 
 
 def test_downtime_longer_than_the_lateness_changes_nothing(topics, tmp_path):

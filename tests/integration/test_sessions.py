@@ -2,12 +2,11 @@
 sort-and-split of each user's on-time events) and against the generator's own visit model.
 
 Every other integration test checks the sessions too (`assert_matches`, SPEC's gap of 30 min:
-all of them close at the end of the bounded finish); these make sessions close while the
-dataflow runs, so that crashes fall between a session's emission and its commit.
+all of them close at the end of the bounded finish). Those that close sessions while the
+dataflow runs, so that crashes fall between a session's emission and its commit, use a 1 s gap:
+test_exactly_once.py's SIGKILLs and test_postgres_output.py's; idle closing live is in
+test_recovery_and_live.py and test_cluster.py.
 """
-
-import os
-import random
 
 import pytest
 
@@ -16,26 +15,9 @@ from clickstream.tools.generator import GeneratorConfig, generate
 from clickstream.tools.visits import expected_sessions, session_summary
 from tests.integration.checks import assert_matches
 from tests.integration.kafka_io import produce
-from tests.integration.test_exactly_once import T0, finish, kill_repeatedly, preload
+from tests.integration.test_exactly_once import T0, finish
 
 pytestmark = pytest.mark.integration
-
-GAP_S, MAX_S = 1, 15  # the generator's users click every ~0.4 s: sessions cut by both rules
-
-
-def test_sessions_through_sigkills_are_exact_and_once(topics, tmp_path):
-    seed = int(os.environ.get("CLICKSTREAM_CHAOS_SEED", "20261130"))
-    inputs = preload(topics, 30000)
-    flags = ("-r", str(tmp_path / "store"), "-s", "1", "-b", "0")
-    env = {"CLICKSTREAM_SESSION_GAP_SECONDS": GAP_S, "CLICKSTREAM_SESSION_MAX_SECONDS": MAX_S}
-    times = kill_repeatedly(topics, flags, 3, random.Random(seed), tmp_path, 0.0, 1.5,
-                            after_progress=True, **env)
-    finish(topics, flags, **env)
-    expected = assert_matches(topics, inputs, session_gap_ms=GAP_S * 1000,
-                              session_max_ms=MAX_S * 1000)
-    cut = sum(1 for s in expected.sessions.values() if s["duration_ms"] > MAX_S * 1000 - 1000)
-    assert len(expected.sessions) > 1000 and cut > 10  # both rules at work
-    print(f"kills after {times} s (seed {seed}); {len(expected.sessions)} sessions exact")
 
 
 def test_visits_traffic_gives_the_sessions_of_the_generators_own_model(topics):
