@@ -48,9 +48,9 @@ class UserEngagement(Aggregation):
             state[1] += 1
         elif kind == "click":
             state[2] += 1
-        state[3] = _with_distinct(state[3], event.url)
+        state[3] = with_distinct(state[3], event.url)
         if event.session_id:
-            state[4] = _with_distinct(state[4], event.session_id)
+            state[4] = with_distinct(state[4], event.session_id)
         ts = event.ts
         if state[5] is None or ts < state[5]:
             state[5] = ts
@@ -65,14 +65,14 @@ class UserEngagement(Aggregation):
             "events": state[0],
             "page_views": state[1],
             "clicks": state[2],
-            "unique_pages": _distinct(state[3]),
-            "sessions": _distinct(state[4]),
+            "unique_pages": distinct_count(state[3]),
+            "sessions": distinct_count(state[4]),
             "first_event_ts": format_ts(state[5]),
             "last_event_ts": format_ts(state[6]),
         }
 
 
-def _with_distinct(values, value):
+def with_distinct(values, value):
     """`values` (None, one str, or a set) with `value` added; a set only from a second value."""
     if values is None:
         return value
@@ -82,7 +82,7 @@ def _with_distinct(values, value):
     return values
 
 
-def _distinct(values) -> int:
+def distinct_count(values) -> int:
     """Size of a distinct set kept as None, one str, or a set."""
     if values is None:
         return 0

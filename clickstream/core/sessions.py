@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Dict, List, NamedTuple, Optional
 
 from clickstream.core import codec
+from clickstream.core.aggregations import distinct_count, with_distinct
 from clickstream.core.times import format_ts
 from clickstream.core.windows import KeyedWindows
 
@@ -80,10 +81,6 @@ class ClosedSession(NamedTuple):
     state: list  # [events, page_views, clicks, unique_pages, entry_url, exit_url, bounce, converted]
 
 
-def item_of(event) -> tuple:
-    return (event.ts, event.partition, event.offset, KINDS.get(event.event_type, OTHER), event.url)
-
-
 def _fold(agg: Optional[list], items) -> list:
     if agg is None:
         first = items[0]
@@ -98,14 +95,7 @@ def _fold(agg: Optional[list], items) -> list:
             clicks += 1
         elif kind == PURCHASE:
             converted = True
-        url = item[4]
-        if urls is None:
-            urls = url
-        elif urls.__class__ is str:
-            if urls != url:
-                urls = {urls, url}
-        else:
-            urls.add(url)
+        urls = with_distinct(urls, item[4])
         if item < entry:
             entry = item
         if item > exit_:
@@ -118,7 +108,7 @@ def summary(session: Session) -> list:
     """The closed session's output state (see ClosedSession)."""
     agg = _fold(session.agg, session.items) if session.items else session.agg
     count, views, clicks, urls, entry, exit_, converted = agg
-    unique = 1 if urls.__class__ is str else len(urls)
+    unique = distinct_count(urls)
     bounce = count == 1 and views == 1
     return [count, views, clicks, unique, entry[4], exit_[4], bounce, converted]
 
@@ -284,17 +274,16 @@ class KeyedSessions:
         self.windows.expire(closed_windows)
 
     def _fold_sealed(self, folding: Dict[str, Session]) -> None:
-        states, width = self.windows.keys, self.windows.width
+        states = self.windows.keys
         for key, session in folding.items():
-            sealed_at = session.start - 1
-            if session.items and sealed_at - sealed_at % width + width <= states[key].watermark:
+            if session.items and self._sealed(session.start, states[key].watermark):
                 session.agg = _fold(session.agg, session.items)
                 session.items.clear()
 
     def _settle(self, touched: Dict[str, Optional[int]], now: int,
                 closed: List[ClosedSession]) -> None:
         """After a batch: regroup, fold sealed sessions, close final ones, schedule idle closes.
-        (The rules of _sealed, _close_point and _need, inlined: this runs per user and batch.)"""
+        (The rules of _close_point and _need, inlined: this runs per user and batch.)"""
         states, opened, dirty = self.windows.keys, self.open, self._dirty
         lateness, idle = self.windows.lateness, self.windows.idle_closing
         width, gap, cap = self.windows.width, self.gap, self.max
@@ -311,11 +300,9 @@ class KeyedSessions:
             ks = states[key]
             watermark = ks.watermark
             for session in pieces:
-                if len(session.items) >= FOLD_AT:
-                    sealed_at = session.start - 1
-                    if sealed_at - sealed_at % width + width <= watermark:
-                        session.agg = _fold(session.agg, session.items)
-                        session.items.clear()
+                if len(session.items) >= FOLD_AT and self._sealed(session.start, watermark):
+                    session.agg = _fold(session.agg, session.items)
+                    session.items.clear()
             moved = ks.max_ts - lateness
             if moved > watermark:
                 watermark = moved
@@ -409,7 +396,7 @@ class KeyedSessions:
         agg[1] += views
         agg[2] += clicks
         for url in ([urls] if urls.__class__ is str else urls):
-            _fold_url(agg, url)
+            agg[3] = with_distinct(agg[3], url)
         agg[4] = min(agg[4], entry)
         agg[5] = max(agg[5], exit_)
         agg[6] = agg[6] or converted
@@ -583,13 +570,3 @@ class KeyedSessions:
         return {key: [(s.start, s.end, summary(s)) for s in pieces]
                 for key, pieces in self.open.items()}
 
-
-def _fold_url(agg: list, url: str) -> None:
-    urls = agg[3]
-    if urls is None:
-        agg[3] = url
-    elif urls.__class__ is str:
-        if urls != url:
-            agg[3] = {urls, url}
-    else:
-        urls.add(url)
