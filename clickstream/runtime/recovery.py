@@ -70,9 +70,11 @@ def prepare_store(directory: Path, settings: Settings, output_ends: Callable[[],
         if any(p.name != LOCK_FILE for p in directory.iterdir()):
             origin = _check_store(directory)
             discard_orphan_snapshots(sorted(directory.glob("part-*.sqlite3")))
-            if (directory / ORIGIN_FILE).exists():
+            outputs = settings.output_topics if settings.to_kafka else ()
+            if (directory / ORIGIN_FILE).exists() and any(t not in origin for t in outputs):
                 # An output added since the store was made (user-sessions, by an upgrade):
                 # its history starts now, so a crash before the next snapshot de-duplicates.
+                # (Asked of the broker only then: not on every restart.)
                 added = {t: ends for t, ends in output_ends().items() if t not in origin}
                 if added:
                     origin.update(added)
