@@ -67,6 +67,7 @@ class System:
     setup: Optional[str] = None  # a peer's setup script
     recovery: bool = False  # ours: a fresh recovery store per run (-r/-s/-b via the cluster)
     unavailable: Optional[str] = None  # why it cannot run, once setup failed
+    offsets_timing: bool = False  # timed from its group's committed offsets (a JVM job)
 
 
 PER_EPOCH = "per-epoch commits"  # CLICKSTREAM_COMMIT_INTERVAL_SECONDS=0, the default before 0.1
@@ -103,12 +104,13 @@ def ours(processes: int, snapshot_s: int, delivery: str = "exactly-once",
                   env, outputs=outputs, recovery=True)
 
 
-def peer(name: str, label: str, outputs=("user", "page")) -> System:
+def peer(name: str, label: str, outputs=("user", "page"), offsets_timing=False) -> System:
     """A peer (bench/peers/CONTRACT.md); with "session" in `outputs` it is given
-    BENCH_SESSION_TOPIC and writes sessions too."""
+    BENCH_SESSION_TOPIC and writes sessions too; `offsets_timing` when it writes
+    {"method": "offsets"} and is timed from its group's committed offsets."""
     venv_python = str(ROOT / ".local" / "bench" / name / "venv" / "bin" / "python")
     return System(label, [venv_python, f"bench/peers/{name}/job.py"], outputs=outputs,
-                  setup=f"bench/peers/{name}/setup.sh")
+                  setup=f"bench/peers/{name}/setup.sh", offsets_timing=offsets_timing)
 
 
 def all_systems(snapshot_s: int) -> List[System]:
@@ -123,8 +125,11 @@ def all_systems(snapshot_s: int) -> List[System]:
         ours(1, snapshot_s, commits=PER_EPOCH),
         ours(1, snapshot_s, output=POSTGRES),
         peer("quix", "quix streams"),
-        peer("flink", "flink sql"),
-        peer("flink", "flink sql with sessions", outputs=("user", "page", "session")),
+        peer("flink", "flink sql", offsets_timing=True),
+        peer("flink", "flink sql with sessions", outputs=("user", "page", "session"),
+             offsets_timing=True),
+        peer("kstreams", "kafka streams", offsets_timing=True),
+        peer("pathway", "pathway"),
     ]
 
 
@@ -248,7 +253,7 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
         command += ["--recovery", str(work / "recovery")]
     log_path = LOGS / f"{tag}.log"
     poller = None
-    if system.setup and "flink" in system.setup:
+    if system.offsets_timing:
         poller = OffsetPoller(brokers, group, input_topic, end_offsets(brokers, input_topic))
         poller.start()
     began = time.time()
