@@ -320,9 +320,10 @@ def render(report) -> str:
     best_rate = report["systems"][best]["steady_rate"] if best else None
     for name, s in report["systems"].items():
         r = s["steady_rate"]
-        lines.append(f"| {name} | {s['wall_s']:.1f} | {s['wall_rate']:,.0f} | "
-                     f"{r:,.0f} | {best_rate / r:.2f} |  {report['checks'].get(name, '')} |"
-                     if r and best_rate else f"| {name} | {s['wall_s']:.1f} | | | | |")
+        rate = f"{r:,.0f}" if r else ""
+        ratio = f"{best_rate / r:.2f}" if r and best_rate else ""  # blank when no row of ours ran
+        lines.append(f"| {name} | {s['wall_s']:.1f} | {s['wall_rate']:,.0f} | {rate} | {ratio} | "
+                     f" {report['checks'].get(name, '')} |")
     for name, why in report["unavailable"].items():
         lines.append(f"| {name} | not run: {why} | | | | |")
     if report["latency"]:
