@@ -5,10 +5,12 @@ each snapshot they are also committed to the consumer group, for the standard la
 for `io.watchers.ClusterProgress`, never to resume from. Valid events leave grouped by user
 shard, malformed messages as dead-letter records, both per batch. An event time further than
 CLICKSTREAM_MAX_FUTURE_SECONDS ahead of its record's timestamp is malformed here, before it can
-move the watermark or reach a window.
+move the watermark or reach a window. While it has a backlog, a partition holds back events
+that run too far ahead of the process's other partitions in event time (`runtime.alignment`).
 """
 
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Dict, List, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -21,6 +23,7 @@ from clickstream.core.records import DEAD_LETTERS, Record, dead_letter_ident
 from clickstream.core.shards import USER_SHARD_KEYS, dead_letter_partition, shard_of
 from clickstream.core.times import NEVER
 from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config, topic_partitions
+from clickstream.runtime.alignment import ALIGNMENT, Alignment, drift_for
 from clickstream.runtime.exits import stop
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.progress import IDLE_CLOCK, IdleClock
@@ -29,12 +32,19 @@ from clickstream.runtime.settings import Settings
 log = logging.getLogger("clickstream.source")
 
 BATCH_SIZE = 5000
+HELD_RETRY = timedelta(milliseconds=5)  # a partition holding everything back looks again then
 
 
 class ClickPartition(StatefulSourcePartition):
     def __init__(self, settings: Settings, partition: int, resume_offset: Optional[int],
-                 clock: IdleClock, batch_size: int, dlq_partition: int = 0):
+                 clock: IdleClock, batch_size: int, dlq_partition: int = 0,
+                 alignment: Alignment = ALIGNMENT):
         self._topic = settings.input_topic
+        self._alignment = alignment
+        self._held: list = []  # fetched messages held back by the alignment, in order
+        self._held_ts = NEVER  # the event time of the first of them
+        self._newest = NEVER  # the newest event time handed on
+        self._awake: Optional[datetime] = None
         self._dlq_partition = dlq_partition
         self._partition = partition
         self._clock = clock
@@ -69,11 +79,16 @@ class ClickPartition(StatefulSourcePartition):
         self._tp_key = (self._topic, partition)
         self._done = False
         clock.expect(self._tp_key)  # lagging until the first poll says otherwise
+        alignment.report(self._tp_key, None, self._next < high)  # where it starts: unknown yet
 
     def next_batch(self) -> list:
         if self._done or (self._end is not None and self._next >= self._end):
             self._finish()
-        messages = self._consumer.consume(self._batch_size, 0.001)
+        limit = self._alignment.limit(self._tp_key)
+        if self._held:
+            messages, self._held = self._held, []
+        else:
+            messages = self._consumer.consume(self._batch_size, 0.001)
         shards: Dict[str, list] = {}
         dead: list = []
         last = None
@@ -89,7 +104,6 @@ class ClickPartition(StatefulSourcePartition):
             if end is not None and offset >= end:
                 self._done = True
                 break
-            last = offset
             value = msg.value()
             kind, record_ts = msg.timestamp()
             if kind == TIMESTAMP_NOT_AVAILABLE:
@@ -99,10 +113,16 @@ class ClickPartition(StatefulSourcePartition):
                 event = parse_event(value, partition, offset, record_ts, max_future_ms,
                                     drop_url_query)
             except MalformedEvent as exc:
+                last = offset
                 dead.append(Record(None, dead_letter(MALFORMED, str(exc), topic, partition,
                                                      offset, value),
                                    dead_letter_ident(partition, offset), None))
                 continue
+            if limit is not None and event.ts > limit:
+                self._held = messages[messages.index(msg):]  # this one and the rest, in order
+                self._held_ts = event.ts
+                break
+            last = offset
             if event.ts > newest:
                 newest = event.ts
             key = USER_SHARD_KEYS[shard_of(event.user_id)]
@@ -118,7 +138,9 @@ class ClickPartition(StatefulSourcePartition):
                 METRICS.events_malformed.inc(len(dead))
             if shards:
                 METRICS.watermark.observe(self._tp_key, newest)
-        elif end is not None:
+                if newest > self._newest:
+                    self._newest = newest
+        elif end is not None and not self._held:
             # Transaction markers take offsets but are never delivered: trust the position.
             position = self._consumer.position([self._tp])[0].offset
             if position >= end:
@@ -126,6 +148,9 @@ class ClickPartition(StatefulSourcePartition):
         if end is not None and self._next >= end:
             self._done = True
         self._report_lag()
+        # Holding everything back: look again in a moment rather than spin.
+        self._awake = (datetime.now(timezone.utc) + HELD_RETRY
+                       if self._held and last is None else None)
         items: list = list(shards.items())
         if dead:
             items.append((DEAD_LETTERS, (self._dlq_partition, dead)))
@@ -140,8 +165,15 @@ class ClickPartition(StatefulSourcePartition):
         # The position also moves past transaction markers, which are never delivered.
         position = self._consumer.position([self._tp])[0].offset
         lag = max(self._high - max(self._next, position), 0)
-        self._lag_gauge.set(lag)
-        self._clock.report(self._tp_key, lag == 0)
+        self._lag_gauge.set(lag if not self._held else max(lag, self._high - self._next))
+        caught_up = lag == 0 and not self._held  # held messages are a backlog too
+        self._clock.report(self._tp_key, caught_up)
+        position = self._held_ts if self._held else self._newest
+        self._alignment.report(self._tp_key, None if position == NEVER else position,
+                               not caught_up)
+
+    def next_awake(self) -> Optional[datetime]:
+        return self._awake
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -157,13 +189,15 @@ class ClickPartition(StatefulSourcePartition):
 
     def _finish(self):
         self._clock.report((self._topic, self._partition), True)
+        self._alignment.forget(self._tp_key)
         raise StopIteration()
 
     def snapshot(self) -> Optional[int]:
         try:
             # The position is past transaction markers too, so a caught-up group shows lag 0.
             position = self._consumer.position([self._tp])[0].offset
-            committed = self._next if self._end is not None else max(self._next, position)
+            committed = (self._next if self._end is not None or self._held
+                         else max(self._next, position))
             self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, committed)],
                                   asynchronous=True)
         except KafkaException as exc:  # lag reporting only: never worth stopping for
@@ -172,6 +206,7 @@ class ClickPartition(StatefulSourcePartition):
         return self._next
 
     def close(self) -> None:
+        self._alignment.forget(self._tp_key)
         self._consumer.close()
 
 
@@ -180,11 +215,13 @@ class ClickSource(FixedPartitionedSource):
     messages, (DEAD_LETTERS, (dead-letter partition, [Record])) per batch."""
 
     def __init__(self, settings: Settings, dlq_partitions: int = 1, clock: IdleClock = IDLE_CLOCK,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE, alignment: Alignment = ALIGNMENT):
         self._settings = settings
         self._dlq_partitions = dlq_partitions
         self._clock = clock
         self._batch_size = batch_size
+        self._alignment = alignment
+        alignment.configure(drift_for(settings.state_ttl_ms))
 
     def list_parts(self) -> List[str]:
         count = topic_partitions(self._settings)[self._settings.input_topic]
@@ -193,4 +230,5 @@ class ClickSource(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> ClickPartition:
         partition = int(for_part.rpartition("-")[2])
         return ClickPartition(self._settings, partition, resume_state, self._clock,
-                              self._batch_size, dead_letter_partition(partition, self._dlq_partitions))
+                              self._batch_size, dead_letter_partition(partition, self._dlq_partitions),
+                              self._alignment)

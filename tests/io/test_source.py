@@ -57,6 +57,9 @@ class FakeConsumer:
     def position(self, partitions):
         return [TopicPartition(tp.topic, tp.partition, self._position) for tp in partitions]
 
+    def commit(self, offsets, asynchronous):
+        pass
+
     def close(self):
         pass
 
@@ -132,3 +135,37 @@ CASES = [
                          ids=[c[0] for c in CASES])
 def test_next_batch(monkeypatch, records, env, events, dead, observed):
     assert one_batch(monkeypatch, records, **env) == (events, dead, observed)
+
+
+def test_a_partition_holds_back_what_runs_too_far_ahead_of_another_and_resumes_it(monkeypatch):
+    """Events beyond the alignment's limit wait, in order, unread as far as the snapshot and
+    the idle clock are concerned; once the other partition moves on they go."""
+    T = RECORD_TS
+    records = [(event("a", T + 500), T), (event("a", T + 1000), T), (b"{bad", T),
+               (event("a", T + 1600), T), (event("a", T + 1200), T)]
+    messages = [FakeMessage(offset, *record) for offset, record in enumerate(records)]
+    monkeypatch.setattr(source, "Consumer", lambda config: FakeConsumer(messages))
+    monkeypatch.setattr(METRICS.watermark, "observe", lambda tp, newest: None)
+    alignment = source.Alignment(500)
+    alignment.report("other", T + 1000, True)  # another partition with a backlog, at T + 1000
+    clock = IdleClock()
+    part = source.ClickPartition(Settings.from_env({}), 0, None, clock, 100, alignment=alignment)
+
+    def handed(items):
+        return [(e.ts - T) for key, payload in items if key != DEAD_LETTERS for e in payload]
+
+    first = part.next_batch()
+    assert handed(first) == [500, 1000]
+    assert [len(p[1]) for k, p in first if k == DEAD_LETTERS] == [1]  # the bad one before the cut
+    assert part.snapshot() == 3 and part.next_awake() is None
+    assert clock._lagging == {part._tp_key}  # held messages are a backlog: no idle time
+    assert alignment.limit("other") == T + 1600 + 500  # its position: the held event
+
+    assert part.next_batch() == [] and part.next_awake() is not None  # still too far ahead
+    assert part.snapshot() == 3
+
+    alignment.report("other", T + 1100, True)
+    assert handed(part.next_batch()) == [1600, 1200]  # in offset order, the older one too
+    assert part.snapshot() == 5 and part.next_awake() is None
+    assert clock._lagging == set()
+    assert alignment.limit("other") is None  # caught up: holds nobody back
