@@ -265,7 +265,9 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
             process.kill()
             status = process.wait()
     wall = time.time() - began
-    run = Run(system.name, wall, status, topics=topics, log=str(log_path), database=database)
+    # Relative to the repo: a results file names no path of the machine it ran on.
+    run = Run(system.name, wall, status, topics=topics, log=str(log_path.relative_to(ROOT)),
+              database=database)
     if poller is not None:
         time.sleep(0.3)
         poller.stop()
