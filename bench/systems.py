@@ -2,8 +2,8 @@
 
 Every system reads the same pre-loaded input topic in bounded mode and writes to fresh output
 topics; Python jobs time their first and last consumed record in-process (`bench.timing`),
-the JVM job (Flink) commits its offsets every 100 ms and is timed from the group's committed
-offsets, polled here.
+the JVM jobs (Flink SQL, Kafka Streams) commit their offsets every 100 ms and are timed from
+the group's committed offsets, polled here (`offsets_timing`).
 """
 
 import glob
@@ -116,6 +116,7 @@ def peer(name: str, label: str, outputs=("user", "page"), offsets_timing=False) 
 def all_systems(snapshot_s: int) -> List[System]:
     return [
         System("limit (bare consumer + orjson)", [PY, "-m", "bench.limit"], outputs=()),
+        System("limit, 2 processes", [PY, "-m", "bench.limit", "--processes", "2"], outputs=()),
         System("naive bytewax", [PY, "-m", "bytewax.run", "bench.naive_bytewax:flow"],
                outputs=("user",)),
         ours(1, snapshot_s),
