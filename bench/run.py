@@ -12,8 +12,9 @@
    (exactly-once, recovery on, -s 5 as `make run`, sessions on as by default), at 1 process
    with sessions off, at-least-once, per-epoch commits and with the PostgreSQL output, Quix
    Streams, Flink SQL, Flink SQL with a SESSION window as well, Kafka Streams and Pathway.
-   A peer whose setup fails is reported with the reason, never estimated. `--only` (or BENCH_SYSTEMS, names separated by ';') picks systems: a system's
-   exact name, or else any name containing the text.
+   A peer whose setup fails is reported with the reason, never estimated. `--only` (or
+   BENCH_SYSTEMS, names separated by ';') picks systems: a system's exact name, or else any
+   name containing the text.
 3. Checks each system's first run: sampled window counts and sessions equal the expected ones.
 4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
 5. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
