@@ -162,15 +162,16 @@ class ClickPartition(StatefulSourcePartition):
         _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
         if high >= 0:
             self._high = high
-        # The position also moves past transaction markers, which are never delivered.
-        position = self._consumer.position([self._tp])[0].offset
-        lag = max(self._high - max(self._next, position), 0)
-        self._lag_gauge.set(lag if not self._held else max(lag, self._high - self._next))
-        caught_up = lag == 0 and not self._held  # held messages are a backlog too
+        # The position also moves past transaction markers, which are never delivered; held
+        # messages were fetched but are unread, a backlog like any other.
+        read = (self._next if self._held
+                else max(self._next, self._consumer.position([self._tp])[0].offset))
+        lag = max(self._high - read, 0)
+        self._lag_gauge.set(lag)
+        caught_up = lag == 0 and not self._held
         self._clock.report(self._tp_key, caught_up)
-        position = self._held_ts if self._held else self._newest
-        self._alignment.report(self._tp_key, None if position == NEVER else position,
-                               not caught_up)
+        at = self._held_ts if self._held else self._newest
+        self._alignment.report(self._tp_key, None if at == NEVER else at, not caught_up)
 
     def next_awake(self) -> Optional[datetime]:
         return self._awake

@@ -26,6 +26,19 @@ def users_of_one_shard(count: int):
     return [first] + [n for n in names if zlib.crc32(n.encode()) % 64 == shard][:count - 1]
 
 
+def backfill(topics, items, ttl_s: int):
+    """Produce `items` (key, value, partition), run a bounded dataflow over them with W, L and a
+    TTL of `ttl_s`; returns the input as read back."""
+    produce(topics.brokers, topics.input, items)
+    inputs = read_topic(topics.brokers, topics.input)
+    assert len(inputs) == len(items)
+    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1, CLICKSTREAM_WINDOW_SECONDS=W // 1000,
+                                     CLICKSTREAM_ALLOWED_LATENESS_SECONDS=L // 1000,
+                                     CLICKSTREAM_STATE_TTL_SECONDS=ttl_s))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return inputs
+
+
 def test_keys_expire_and_return_exactly_as_the_oracle_says(brokers):
     topics = make_topics(brokers, input_partitions=1)
     main, a, b, c = users_of_one_shard(4)
@@ -40,17 +53,10 @@ def test_keys_expire_and_return_exactly_as_the_oracle_says(brokers):
     ]
     timeline += [(main, t) for t in range(42_000, 80_001, 2000)]  # the horizon: 60 s
     timeline += [(b, 72_000), (b, 64_000)]  # b on time, then late by its own watermark only
-    produce(brokers, topics.input, [
+    inputs = backfill(topics, [
         (user.encode(), json.dumps({"user_id": user, "event_type": "page_view",
                                     "url": f"/p{i % 3}", "ts": T0 + t}).encode(), 0)
-        for i, (user, t) in enumerate(timeline)])
-    inputs = read_topic(brokers, topics.input)
-    assert len(inputs) == len(timeline)
-
-    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1, CLICKSTREAM_WINDOW_SECONDS=5,
-                                     CLICKSTREAM_ALLOWED_LATENESS_SECONDS=2,
-                                     CLICKSTREAM_STATE_TTL_SECONDS=20))
-    assert result.returncode == 0, result.stderr[-3000:]
+        for i, (user, t) in enumerate(timeline)], ttl_s=20)
     expected = assert_matches(topics, inputs, W, L, ttl_ms=TTL)
 
     # What the oracle says, spelled out: three late events, two of them by the horizon.
@@ -84,14 +90,7 @@ def test_a_backfill_of_uneven_partitions_keeps_them_aligned_so_nothing_meets_the
     for i in range(30):
         items.append((b"sparse", json.dumps({"user_id": "sparse", "event_type": "click",
                                              "url": f"/p{i % 3}", "ts": T0 + i * 2000}).encode(), 1))
-    produce(brokers, topics.input, items)
-    inputs = read_topic(brokers, topics.input)
-    assert len(inputs) == len(items)
-
-    result = run_dataflow(topics.env(CLICKSTREAM_BOUNDED=1, CLICKSTREAM_WINDOW_SECONDS=5,
-                                     CLICKSTREAM_ALLOWED_LATENESS_SECONDS=2,
-                                     CLICKSTREAM_STATE_TTL_SECONDS=30))
-    assert result.returncode == 0, result.stderr[-3000:]
+    inputs = backfill(topics, items, ttl_s=30)
     expected = assert_matches(topics, inputs, W, L)  # the oracle without any horizon
     _, _, dead = outputs(topics)
     assert dead == []
