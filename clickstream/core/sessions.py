@@ -48,7 +48,10 @@ from clickstream.core.windows import KeyedWindows
 
 OTHER, PAGE_VIEW, CLICK, PURCHASE = 0, 1, 2, 3
 KINDS = {"page_view": PAGE_VIEW, "click": CLICK, "purchase": PURCHASE}
-GROUP_MS = 60_000  # snapshot groups: users by the minute their first open session started
+# Snapshot groups: users by their str hash, so a user keeps its group while it has open
+# sessions (grouping by first session start moved it at every session). hash() differs
+# between processes: a restore regroups, and its first snapshot pickles every group again.
+GROUP_MASK = 1023
 _BLOCK = -1  # marks a folded session among items being re-cut
 FOLD_AT = 4  # a sealed session's events are folded into its aggregate from this many on
 
@@ -63,9 +66,6 @@ class Session:
         self.start = self.end = item[0]
         self.items: list = [item]
         self.agg: Optional[list] = None
-
-    def state(self) -> tuple:
-        return (self.start, self.end, self.items, self.agg)
 
     @classmethod
     def of(cls, state: tuple) -> "Session":
@@ -144,9 +144,9 @@ SESSION_SUMMARY = SessionSummary()
 
 @dataclass(frozen=True)
 class SessionsSnapshot:
-    """The open sessions in the recovery store: per GROUP_MS group of their users' first open
-    session start, the pickled {user: [(start, end, items, agg)]}; a group is pickled again
-    only when one of its users changed (most changes touch the last few minutes' groups)."""
+    """The open sessions in the recovery store: per group of users (any grouping: a restore
+    regroups), the pickled {user: [(start, end, items, agg)]}; a group is pickled again only
+    when one of its users changed."""
 
     VERSION: ClassVar[int] = 1
     groups: Dict[int, bytes]
@@ -196,7 +196,7 @@ class KeyedSessions:
         self._horizon_ends: List[int] = []  # the sorted keys of _horizon
         self._idle_heap: list = []  # (idle-clock ms when due, user): lazy
         self._idle_due: Dict[str, int] = {}  # each user's live idle entry
-        self._groups: Dict[int, set] = {}  # GROUP_MS group -> users
+        self._groups: Dict[int, set] = {}  # snapshot group -> its users with open sessions
         self._dirty: set = set()
         self._blobs: Dict[int, bytes] = {}
 
@@ -232,10 +232,10 @@ class KeyedSessions:
         session just went on needs no settling: that cannot make it final (its close point
         moved with its newest event, past the watermark) nor its idle close sooner; only its
         snapshot group is dirty and, past FOLD_AT events, it may fold."""
-        opened, dirty = self.open, self._dirty
+        opened = self.open
         gap, cap = self.gap, self.max
         touched: Dict[str, Optional[int]] = {}  # user -> its first session's start before
-        folding: Dict[str, Session] = {}
+        went_on: Dict[str, Session] = {}  # users whose only session just went on
         for key, event in zip(keys, events):
             item = (event.ts, event.partition, event.offset,
                     KINDS.get(event.event_type, OTHER), event.url)
@@ -250,41 +250,43 @@ class KeyedSessions:
             t = item[0]
             start = last.start
             if start <= t <= start + cap and t - last.end < gap:
-                items = last.items  # the common case: the user's newest session goes on
-                items.append(item)
+                last.items.append(item)  # the common case: the user's newest session goes on
                 if t > last.end:
                     last.end = t
-                if len(pieces) == 1 and key not in touched:
-                    dirty.add(start - start % GROUP_MS)
-                    if len(items) >= FOLD_AT:
-                        folding[key] = last
-                    continue
-            elif key not in touched:
-                touched[key] = pieces[0].start  # before _insert may move it
-                self._insert(pieces, item)
-                continue
-            else:
-                self._insert(pieces, item)
+                if len(pieces) == 1:
+                    went_on[key] = last
+                elif key not in touched:
+                    touched[key] = pieces[0].start
                 continue
             if key not in touched:
-                touched[key] = pieces[0].start
-        self._fold_sealed(folding)
+                touched[key] = pieces[0].start  # before _insert may move it
+            self._insert(pieces, item)
+        self._went_on(went_on, touched)
         self._settle(touched, now, closed)
         self._expire(closed)
         self.windows.expire(closed_windows)
 
-    def _fold_sealed(self, folding: Dict[str, Session]) -> None:
-        states = self.windows.keys
-        for key, session in folding.items():
-            if session.items and self._sealed(session.start, states[key].watermark):
-                session.agg = _fold(session.agg, session.items)
-                session.items.clear()
+    def _went_on(self, went_on: Dict[str, Session], touched: Dict[str, Optional[int]]) -> None:
+        """Users whose only session went on and that need no settling: mark their snapshot
+        group dirty and fold their session if it is sealed (see `_sealed`, inlined)."""
+        states, dirty, width = self.windows.keys, self._dirty, self.windows.width
+        for key, session in went_on.items():
+            if key in touched:
+                continue  # _settle does both
+            dirty.add(hash(key) & GROUP_MASK)
+            start = session.start
+            items = session.items
+            if len(items) >= FOLD_AT:
+                before = start - 1
+                if before - before % width + width <= states[key].watermark:
+                    session.agg = _fold(session.agg, items)
+                    items.clear()
 
     def _settle(self, touched: Dict[str, Optional[int]], now: int,
                 closed: List[ClosedSession]) -> None:
-        """After a batch: regroup, fold sealed sessions, close final ones, schedule idle closes.
-        (The rules of _close_point and _need, inlined: this runs per user and batch.)"""
-        states, opened, dirty = self.windows.keys, self.open, self._dirty
+        """After a batch: group new users, fold sealed sessions, close final ones, schedule idle
+        closes. (The rules of _close_point and _need, inlined: this runs per user and batch.)"""
+        states, opened, dirty, groups = self.windows.keys, self.open, self._dirty, self._groups
         lateness, idle = self.windows.lateness, self.windows.idle_closing
         width, gap, cap = self.windows.width, self.gap, self.max
         dues = self._idle_due
@@ -292,11 +294,16 @@ class KeyedSessions:
             pieces = opened[key]
             first = pieces[0]
             start = first.start
+            group = hash(key) & GROUP_MASK
+            dirty.add(group)
             if before != start:
-                self._regroup(key, before, start)
+                if before is None:
+                    members = groups.get(group)
+                    if members is None:
+                        groups[group] = {key}
+                    else:
+                        members.add(key)
                 self._file(key, self._close_point(first))
-            else:
-                dirty.add(start - start % GROUP_MS)
             ks = states[key]
             watermark = ks.watermark
             for session in pieces:
@@ -406,26 +413,36 @@ class KeyedSessions:
     # --- closing --------------------------------------------------------------------------
 
     def _close_ready(self, key: str, closed: List[ClosedSession]) -> None:
-        """Emit the user's sessions that are final now (oldest first: they close in order)."""
+        """Emit the user's sessions that are final now (oldest first: they close in order).
+        (The rules of _close_point and _need, inlined: this runs once per session.)"""
         pieces = self.open[key]
-        ks = self.windows.keys[key]
-        watermark = max(ks.watermark, ks.max_ts - self.windows.lateness)
-        horizon = self.windows.clock - self.windows.ttl
-        before = pieces[0].start
+        windows = self.windows
+        ks = windows.keys[key]
+        watermark = ks.max_ts - windows.lateness
+        if ks.watermark > watermark:
+            watermark = ks.watermark
+        horizon = windows.clock - windows.ttl
+        width, gap, cap = windows.width, self.gap, self.max
         while pieces:
             session = pieces[0]
-            if self._close_point(session) >= horizon and self._need(session, watermark) > 0:
+            c = session.end + gap - 1
+            if session.start + cap < c:
+                c = session.start + cap
+            if c >= horizon and c - c % width + width > watermark:
                 break
             pieces.pop(0)
             self.count -= 1
             closed.append(ClosedSession(key, session.start, session.end, summary(session)))
-        if pieces:
-            self._regroup(key, before, pieces[0].start)
-        else:
-            self._regroup(key, before, None)
+        group = hash(key) & GROUP_MASK
+        self._dirty.add(group)
+        if not pieces:
+            members = self._groups[group]
+            members.discard(key)
+            if not members:
+                del self._groups[group]
             del self.open[key]
             self._idle_due.pop(key, None)
-            self.windows.release(key)
+            windows.release(key)
 
     def _expire(self, closed: List[ClosedSession]) -> None:
         """Close what the shard's horizon has passed."""
@@ -506,29 +523,14 @@ class KeyedSessions:
 
     # --- recovery -------------------------------------------------------------------------
 
-    def _regroup(self, key: str, before: Optional[int], after: Optional[int]) -> None:
-        groups = self._groups
-        old = None if before is None else before - before % GROUP_MS
-        new = None if after is None else after - after % GROUP_MS
-        if old != new:
-            if old is not None:
-                members = groups[old]
-                members.discard(key)
-                if not members:
-                    del groups[old]
-                self._dirty.add(old)
-            if new is not None:
-                groups.setdefault(new, set()).add(key)
-        if new is not None:
-            self._dirty.add(new)
-
     def snapshot(self) -> SessionsSnapshot:
         blobs, groups, opened = self._blobs, self._groups, self.open
         for group in self._dirty:
             members = groups.get(group)
             if members:
                 blobs[group] = pickle.dumps(
-                    {key: [s.state() for s in opened[key]] for key in sorted(members)},
+                    {key: [(s.start, s.end, s.items, s.agg) for s in opened[key]]
+                     for key in sorted(members)},
                     pickle.HIGHEST_PROTOCOL)
             else:
                 blobs.pop(group, None)
@@ -551,12 +553,11 @@ class KeyedSessions:
                              f"{SessionsSnapshot.VERSION})")
         states = self.windows.keys
         lateness = self.windows.lateness
-        for group, blob in stored.groups.items():
-            self._blobs[group] = blob
+        for blob in stored.groups.values():
             for key, sessions in pickle.loads(blob).items():
                 pieces = self.open[key] = [Session.of(state) for state in sessions]
                 self.count += len(pieces)
-                self._groups.setdefault(group, set()).add(key)
+                self._groups.setdefault(hash(key) & GROUP_MASK, set()).add(key)
                 first = pieces[0]
                 self._file(key, self._close_point(first))
                 if self.windows.idle_closing:
@@ -564,6 +565,7 @@ class KeyedSessions:
                     watermark = max(ks.watermark, ks.max_ts - lateness)
                     due = self._idle_due[key] = now + max(self._need(first, watermark), 1)
                     heapq.heappush(self._idle_heap, (due, key))
+        self._dirty.update(self._groups)
 
     def contents(self) -> Dict[str, List[tuple]]:
         """{user: [(start, end, summary)]} of the open sessions: for tests and tools."""

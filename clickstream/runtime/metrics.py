@@ -6,7 +6,10 @@ BYTEWAX_DATAFLOW_API_ENABLED=true (one port per process: BYTEWAX_DATAFLOW_API_PO
 Labels are low-cardinality on purpose: never a user id or a url. Durations are in seconds.
 """
 
+from bisect import bisect_left
+from collections import Counter as Tally
 from dataclasses import dataclass
+from typing import Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -128,3 +131,20 @@ class Metrics:
 
 
 METRICS = Metrics.build(REGISTRY)
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe` of each amount, one increment per bucket and batch: per amount it
+    costs about a microsecond (a Python loop over the buckets, a lock per increment), and the
+    user stage observes every closed session. Uses the client's own bucket values (its
+    `_upper_bounds`, `_buckets`, `_sum`, as of 0.20); without them it observes one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    for index, count in Tally(bisect_left(bounds, amount) for amount in amounts).items():
+        buckets[index].inc(count)  # bisect_left: the first bound with amount <= bound
+    total.inc(sum(amounts))

@@ -12,7 +12,7 @@ from clickstream.core.records import PAGE_IN, SESSION, USER
 from clickstream.core.sessions import ClosedSession, KeyedSessions, UserShardSnapshot
 from clickstream.core.shards import PAGE_SHARD_OF
 from clickstream.core.windows import ClosedWindow, KeyedWindows
-from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.metrics import METRICS, observe_many
 from clickstream.stages.shard import WindowShard, grouped
 
 
@@ -76,12 +76,12 @@ class UserShard(WindowShard):
             grouped(done, SESSION, self.session_partition_of, out)
             METRICS.sessions_emitted.inc(len(done))
             bounced = converted = 0
-            duration = METRICS.session_duration
             for session in done:
                 state = session.state
                 bounced += state[6]
                 converted += state[7]
-                duration.observe((session.end - session.start) / 1000)
+            observe_many(METRICS.session_duration,
+                         [(session.end - session.start) / 1000 for session in done])
             METRICS.sessions_bounced.inc(bounced)
             METRICS.sessions_converted.inc(converted)
         if self.sessions is not None and self.sessions.count != self._open_reported:

@@ -1,9 +1,10 @@
 """The service's metrics as Prometheus scrapes them: names, types, labels, buckets."""
 
-from prometheus_client import CollectorRegistry, generate_latest
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clickstream.runtime.metrics import METRICS, SESSION_DURATION_BUCKETS, Metrics
+from clickstream.runtime.metrics import METRICS, SESSION_DURATION_BUCKETS, Metrics, observe_many
 
 
 def scraped(registry: CollectorRegistry) -> dict:
@@ -63,3 +64,37 @@ def test_the_service_registry_holds_the_session_metrics():
                  "clickstream_sessions_converted_total", "clickstream_sessions_open",
                  "clickstream_session_duration_seconds_count"):
         assert REGISTRY.get_sample_value(name) is not None, name
+
+
+@pytest.mark.parametrize("amounts", [
+    [],
+    [0.0, 1.0],  # exactly a bound is in its bucket (le)
+    [1.0001, 9.999, 10.0, 10.5],
+    [60.0, 60.001, 1e9],  # past the last bound: +Inf only
+    [0.5] * 7 + [86400.0, 86400.5, 3.25],
+])
+def test_observe_many_scrapes_like_one_observe_per_amount(amounts):
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (1.0, 10.0, 30.0, 60.0)
+    single = Histogram("d_seconds", "d", buckets=buckets, registry=one)
+    batched = Histogram("d_seconds", "d", buckets=buckets, registry=many)
+    for amount in amounts:
+        single.observe(amount)
+    observe_many(batched, amounts)
+
+    def values(registry):
+        return {name: rows for name, rows in scraped(registry).items() if "created" not in name}
+    assert values(many) == values(one)
+    assert values(many)["d_seconds_count"] == [({}, float(len(amounts)))]
+
+
+def test_observe_many_without_the_clients_bucket_values_observes_one_by_one():
+    class Plain:
+        def __init__(self):
+            self.seen = []
+
+        def observe(self, amount):
+            self.seen.append(amount)
+    plain = Plain()
+    observe_many(plain, [3.0, 1.0])
+    assert plain.seen == [3.0, 1.0]
