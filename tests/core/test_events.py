@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clickstream.core.events import (Event, MalformedEvent, parse_event, parse_timestamp,
-                                     strip_query)
+from clickstream.core.events import (CLICK, OTHER, PAGE_VIEW, PURCHASE, Event, MalformedEvent,
+                                     make_event, parse_event, parse_timestamp, strip_query)
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -594,7 +594,9 @@ def check_against_reference(raw: bytes, expected: dict | None) -> None:
     assert type(parsed.url) is str and parsed.url
     assert type(parsed.ts) is int and MIN_MS <= parsed.ts <= MAX_MS
     assert type(parsed.session_id) is str
-    assert parsed._asdict() == {**expected, "partition": 5, "offset": 77, "raw": raw}
+    kind = {"page_view": 1, "click": 2, "purchase": 3}.get(expected["event_type"], 0)
+    assert parsed._asdict() == {**expected, "partition": 5, "offset": 77, "raw": raw,
+                                "kind": kind}
 
 
 def reference(raw: bytes) -> dict | None:
@@ -843,3 +845,13 @@ def test_url_length_limit_is_on_the_url_as_given():
     url = "/" + "p" * 10 + "?" + "q" * 65530
     with pytest.raises(MalformedEvent, match="url is 65542 characters"):
         parse_event(message(url=url), drop_url_query=True)
+
+
+@pytest.mark.parametrize("event_type,kind", [
+    ("page_view", PAGE_VIEW), ("click", CLICK), ("purchase", PURCHASE),
+    ("scroll", OTHER), ("Page_View", OTHER), ("page_view ", OTHER),  # exact names only
+])
+def test_the_kind_is_decided_once_at_parse(event_type, kind):
+    raw = json.dumps({"user_id": "u", "event_type": event_type, "url": "/", "ts": 0}).encode()
+    assert parse_event(raw).kind == kind
+    assert make_event("u", event_type, "/", 0).kind == kind

@@ -5,25 +5,21 @@ TTL T, events older than C - T are late, windows ending at or before C - T close
 without open windows whose watermark and last window end are at or before C - T is forgotten.
 """
 
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.aggregations import PageTraffic, UserEngagement
+from clickstream.core.events import make_event
 from clickstream.core.times import NEVER
 from clickstream.core.windows import KeyedWindows
 
 W, L, T = 5000, 10000, 20000
 
 
-class E(NamedTuple):
-    user_id: str
-    event_type: str
-    url: str
-    ts: int
-    session_id: str = ""
+E = make_event  # an Event from (user_id, event_type, url, ts, session_id, partition, offset)
 
 
 def feed(windows: KeyedWindows, batches, now: int = 0):

@@ -10,7 +10,7 @@ its first event time plus the maximum.
 
 import pickle
 from collections import defaultdict
-from typing import Dict, List, NamedTuple
+from typing import Dict, List
 
 import orjson
 import pytest
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.aggregations import UserEngagement
+from clickstream.core.events import make_event
 from clickstream.core.sessions import (GROUP_MASK, SESSION_SUMMARY, KeyedSessions,
                                        SessionsSnapshot, UserShardSnapshot)
 from clickstream.core.windows import KeyedWindows
@@ -26,15 +27,7 @@ W, L = 5_000, 10_000
 G, M = 30_000, 60_000  # small gap and maximum, so that the tables stay short
 
 
-class E(NamedTuple):
-    user_id: str
-    event_type: str
-    url: str
-    ts: int
-    session_id: str = ""
-    partition: int = 0
-    offset: int = 0
-    raw: bytes = b""
+E = make_event  # an Event from (user_id, event_type, url, ts, session_id, partition, offset)
 
 
 def reference(events, gap: int, cap: int) -> List[tuple]:

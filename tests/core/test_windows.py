@@ -1,20 +1,15 @@
 """Window assignment, aggregates, lateness and closing: pure code, no broker."""
 
 import pickle
-from typing import NamedTuple
 
 import pytest
 
 from clickstream.core.aggregations import PageTraffic, UserEngagement
+from clickstream.core.events import make_event
 from clickstream.core.windows import KeyedWindows, WindowsSnapshot
 
 
-class E(NamedTuple):
-    user_id: str
-    event_type: str
-    url: str
-    ts: int
-    session_id: str = ""
+E = make_event  # an Event from (user_id, event_type, url, ts, session_id, partition, offset)
 
 
 @pytest.mark.parametrize("ts, width, start", [

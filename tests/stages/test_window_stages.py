@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from clickstream.core.aggregations import PAGE_TRAFFIC, USER_ENGAGEMENT
-from clickstream.core.events import Event
+from clickstream.core.events import Event, make_event
 from clickstream.core.partitioner import Partitioner
 from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, USER, Record
 from clickstream.core.shards import PAGE_SHARD_OF, USER_SHARD_KEYS, shard_of
@@ -43,7 +43,7 @@ class FakeClock:
 def event(user: str, ts: int, url: str = "/a", kind: str = "page_view", offset: int = 0,
           partition: int = 0) -> Event:
     raw = json.dumps({"user_id": user, "event_type": kind, "url": url, "ts": ts}).encode()
-    return Event(user, kind, url, ts, "", partition, offset, raw)
+    return make_event(user, kind, url, ts, "", partition, offset, raw)
 
 
 def user_stage(clock, bounded=False, resume=None, output_partitions=3, dlq_partitions=2,
