@@ -50,10 +50,7 @@ from clickstream.core.windows import KeyedWindows
 
 # A session's item (ts, partition, offset, kind, url) of an Event, in one C call.
 _ITEM = itemgetter(3, 5, 6, 8, 2)
-# Snapshot groups: users by their str hash, so a user keeps its group while it has open
-# sessions (grouping by first session start moved it at every session). hash() differs
-# between processes: a restore regroups, and its first snapshot pickles every group again.
-GROUP_MASK = 1023
+GROUP_MS = 60_000  # snapshot groups: users by the minute their first open session started
 _BLOCK = -1  # marks a folded session among items being re-cut
 FOLD_AT = 4  # a sealed session's events are folded into its aggregate from this many on
 
@@ -146,9 +143,9 @@ SESSION_SUMMARY = SessionSummary()
 
 @dataclass(frozen=True)
 class SessionsSnapshot:
-    """The open sessions in the recovery store: per group of users (any grouping: a restore
-    regroups), the pickled {user: [(start, end, items, agg)]}; a group is pickled again only
-    when one of its users changed."""
+    """The open sessions in the recovery store: per GROUP_MS group of their users' first open
+    session start, the pickled {user: [(start, end, items, agg)]}; a group is pickled again
+    only when one of its users changed (most changes touch the last few minutes' groups)."""
 
     VERSION: ClassVar[int] = 1
     groups: Dict[int, bytes]
@@ -198,7 +195,7 @@ class KeyedSessions:
         self._horizon_ends: List[int] = []  # the sorted keys of _horizon
         self._idle_heap: list = []  # (idle-clock ms when due, user): lazy
         self._idle_due: Dict[str, int] = {}  # each user's live idle entry
-        self._groups: Dict[int, set] = {}  # snapshot group -> its users with open sessions
+        self._groups: Dict[int, set] = {}  # GROUP_MS group -> users
         self._dirty: set = set()
         self._blobs: Dict[int, bytes] = {}
 
@@ -274,8 +271,8 @@ class KeyedSessions:
         for key, session in went_on.items():
             if key in touched:
                 continue  # _settle does both
-            dirty.add(hash(key) & GROUP_MASK)
             start = session.start
+            dirty.add(start - start % GROUP_MS)
             items = session.items
             if len(items) >= FOLD_AT:
                 before = start - 1
@@ -285,9 +282,9 @@ class KeyedSessions:
 
     def _settle(self, touched: Dict[str, Optional[int]], now: int,
                 closed: List[ClosedSession]) -> None:
-        """After a batch: group new users, fold sealed sessions, close final ones, schedule idle
-        closes. (The rules of _close_point and _need, inlined: this runs per user and batch.)"""
-        states, opened, dirty, groups = self.windows.keys, self.open, self._dirty, self._groups
+        """After a batch: regroup, fold sealed sessions, close final ones, schedule idle closes.
+        (The rules of _close_point and _need, inlined: this runs per user and batch.)"""
+        states, opened, dirty = self.windows.keys, self.open, self._dirty
         lateness, idle = self.windows.lateness, self.windows.idle_closing
         width, gap, cap = self.windows.width, self.gap, self.max
         dues = self._idle_due
@@ -295,16 +292,11 @@ class KeyedSessions:
             pieces = opened[key]
             first = pieces[0]
             start = first.start
-            group = hash(key) & GROUP_MASK
-            dirty.add(group)
             if before != start:
-                if before is None:
-                    members = groups.get(group)
-                    if members is None:
-                        groups[group] = {key}
-                    else:
-                        members.add(key)
+                self._regroup(key, before, start)
                 self._file(key, self._close_point(first))
+            else:
+                dirty.add(start - start % GROUP_MS)
             ks = states[key]
             watermark = ks.watermark
             for session in pieces:
@@ -424,6 +416,7 @@ class KeyedSessions:
             watermark = ks.watermark
         horizon = windows.clock - windows.ttl
         width, gap, cap = windows.width, self.gap, self.max
+        before = pieces[0].start
         while pieces:
             session = pieces[0]
             c = session.end + gap - 1
@@ -434,13 +427,10 @@ class KeyedSessions:
             pieces.pop(0)
             self.count -= 1
             closed.append(ClosedSession(key, session.start, session.end, summary(session)))
-        group = hash(key) & GROUP_MASK
-        self._dirty.add(group)
-        if not pieces:
-            members = self._groups[group]
-            members.discard(key)
-            if not members:
-                del self._groups[group]
+        if pieces:
+            self._regroup(key, before, pieces[0].start)
+        else:
+            self._regroup(key, before, None)
             del self.open[key]
             self._idle_due.pop(key, None)
             windows.release(key)
@@ -524,6 +514,22 @@ class KeyedSessions:
 
     # --- recovery -------------------------------------------------------------------------
 
+    def _regroup(self, key: str, before: Optional[int], after: Optional[int]) -> None:
+        groups = self._groups
+        old = None if before is None else before - before % GROUP_MS
+        new = None if after is None else after - after % GROUP_MS
+        if old != new:
+            if old is not None:
+                members = groups[old]
+                members.discard(key)
+                if not members:
+                    del groups[old]
+                self._dirty.add(old)
+            if new is not None:
+                groups.setdefault(new, set()).add(key)
+        if new is not None:
+            self._dirty.add(new)
+
     def snapshot(self) -> SessionsSnapshot:
         blobs, groups, opened = self._blobs, self._groups, self.open
         for group in self._dirty:
@@ -554,11 +560,12 @@ class KeyedSessions:
                              f"{SessionsSnapshot.VERSION})")
         states = self.windows.keys
         lateness = self.windows.lateness
-        for blob in stored.groups.values():
+        for group, blob in stored.groups.items():
+            self._blobs[group] = blob
             for key, sessions in pickle.loads(blob).items():
                 pieces = self.open[key] = [Session.of(state) for state in sessions]
                 self.count += len(pieces)
-                self._groups.setdefault(hash(key) & GROUP_MASK, set()).add(key)
+                self._groups.setdefault(group, set()).add(key)
                 first = pieces[0]
                 self._file(key, self._close_point(first))
                 if self.windows.idle_closing:
@@ -566,7 +573,6 @@ class KeyedSessions:
                     watermark = max(ks.watermark, ks.max_ts - lateness)
                     due = self._idle_due[key] = now + max(self._need(first, watermark), 1)
                     heapq.heappush(self._idle_heap, (due, key))
-        self._dirty.update(self._groups)
 
     def contents(self) -> Dict[str, List[tuple]]:
         """{user: [(start, end, summary)]} of the open sessions: for tests and tools."""

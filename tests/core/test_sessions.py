@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from clickstream.core.aggregations import UserEngagement
 from clickstream.core.events import make_event
-from clickstream.core.sessions import (GROUP_MASK, SESSION_SUMMARY, KeyedSessions,
-                                       SessionsSnapshot, UserShardSnapshot)
+from clickstream.core.sessions import (SESSION_SUMMARY, KeyedSessions, SessionsSnapshot,
+                                       UserShardSnapshot)
 from clickstream.core.windows import KeyedWindows
 
 W, L = 5_000, 10_000
@@ -275,31 +275,6 @@ def test_open_sessions_survive_a_restart_and_the_store_reads_an_older_one():
     assert sessions_part is None
     older.sessions.restore(sessions_part, 0)
     assert older.sessions.open == {}
-
-
-def test_a_store_grouped_another_way_is_regrouped_and_written_whole_once():
-    """Until 2026-11-30 the groups were the minute of a user's first open session; a group is
-    only a unit of re-pickling, so a restore takes any grouping and writes its own."""
-    driver = Driver()
-    driver.feed([ev("u", 1_000), ev("v", 65_000, offset=1), ev("w", 66_000, offset=2)])
-    opened = driver.sessions.open
-    by_minute = {}
-    for key, pieces in opened.items():
-        minute = pieces[0].start - pieces[0].start % 60_000
-        by_minute.setdefault(minute, {})[key] = [(s.start, s.end, list(s.items), s.agg)
-                                                 for s in pieces]
-    old = SessionsSnapshot({minute: pickle.dumps(users) for minute, users in by_minute.items()})
-    before = driver.sessions.contents()
-    driver.sessions.restore(old, 0)
-    assert driver.sessions.contents() == before
-    written = driver.sessions.snapshot()
-    assert set(written.groups) == {hash(key) & GROUP_MASK for key in ("u", "v", "w")}
-    assert driver.sessions.snapshot().groups == written.groups  # nothing changed: no re-pickle
-    driver.sessions.restore(written, 0)
-    assert driver.sessions.contents() == before
-    driver.end()
-    assert sessions_of(driver) == [("u", 1_000, 1_000, 1), ("v", 65_000, 65_000, 1),
-                                   ("w", 66_000, 66_000, 1)]
 
 
 def test_a_damaged_sessions_snapshot_is_refused_in_one_line():
