@@ -150,7 +150,8 @@ def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1,
     if record_ts is not None and ts - record_ts > max_future_ms:
         raise MalformedEvent(_ahead_reason(ts, record_ts, max_future_ms))
     return Event(user_id, event_type, _BARE_URLS[url] if drop_url_query else _URLS[url], ts,
-                 obj.get("session_id", ""), partition, offset, value, KINDS.get(event_type, OTHER))
+                 obj.get("session_id", ""), partition, offset, value,
+                 KINDS.get(event_type, OTHER))
 
 
 def strip_query(url: str) -> str:

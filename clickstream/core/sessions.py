@@ -38,8 +38,8 @@ state expires with the key state.
 import heapq
 import pickle
 from bisect import insort
-from operator import itemgetter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import ClassVar, Dict, List, NamedTuple, Optional
 
 from clickstream.core import codec
