@@ -68,10 +68,10 @@ bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams
 	scripts/pg.sh up
 	$(PY) -m bench.run
 
-bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each: for use while optimising
+bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each, no memory runs: for use while optimising
 	scripts/kafka.sh up
 	scripts/pg.sh up
-	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run
+	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run --skip-memory
 
 clean: ## remove .venv and .local (broker and database data, recovery stores)
 	-scripts/kafka.sh down
