@@ -177,6 +177,8 @@ def _ahead_reason(ts: int, record_ts: int, max_future_ms: int) -> str:
 
 # One str object per distinct url: they repeat, and open windows keep them.
 _URLS = Memo(lambda url: url, 1 << 16)
+# SHARED_URLS[url] is that one object, for state that comes back from a snapshot with copies.
+SHARED_URLS = _URLS
 # With the query dropped, each url as given maps to the one str of its page (a failed
 # lookup, a malformed url, is not remembered).
 _BARE_URLS = Memo(_bare_url, 1 << 16)

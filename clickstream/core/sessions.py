@@ -44,7 +44,7 @@ from typing import ClassVar, Dict, List, NamedTuple, Optional
 
 from clickstream.core import codec
 from clickstream.core.aggregations import distinct_count, with_distinct
-from clickstream.core.events import CLICK, PAGE_VIEW, PURCHASE
+from clickstream.core.events import CLICK, PAGE_VIEW, PURCHASE, SHARED_URLS
 from clickstream.core.times import format_ts
 from clickstream.core.windows import KeyedWindows
 
@@ -68,8 +68,27 @@ class Session:
 
     @classmethod
     def of(cls, state: tuple) -> "Session":
+        """A stored session, its urls the process's shared objects (SHARED_URLS): pickle
+        shares a str only within one blob, so a restore of many snapshot groups made a copy
+        of every url per group, kept as long as the sessions (and ints not at all)."""
         session = cls.__new__(cls)
-        session.start, session.end, session.items, session.agg = state
+        start, end, items, agg = state
+        items = [(t, p, o, k, SHARED_URLS[u]) for t, p, o, k, u in items]
+        if agg is not None:
+            urls = agg[3]
+            agg[3] = (SHARED_URLS[urls] if urls.__class__ is str else
+                      None if urls is None else {SHARED_URLS[url] for url in urls})
+            for at in (4, 5):
+                t, p, o, k, u = agg[at]
+                agg[at] = (t, p, o, k, SHARED_URLS[u])
+        # Start and end as the int objects of their events, as a live session has them.
+        for item in (items if agg is None else items + agg[4:6]):
+            t = item[0]
+            if t == start:
+                start = t
+            if t == end:
+                end = t
+        session.start, session.end, session.items, session.agg = start, end, items, agg
         return session
 
 
@@ -263,6 +282,7 @@ class KeyedSessions:
         self._settle(touched, now, closed)
         self._expire(closed)
         self.windows.expire(closed_windows)
+        self._compact_idle()
 
     def _went_on(self, went_on: Dict[str, Session], touched: Dict[str, Optional[int]]) -> None:
         """Users whose only session went on and that need no settling: mark their snapshot
@@ -463,6 +483,15 @@ class KeyedSessions:
             insort(self._horizon_ends, at)
         else:
             users.append(key)
+
+    def _compact_idle(self) -> None:
+        """Drop superseded idle entries once they outnumber the live ones: while a backlog
+        is replayed the idle clock stands still, so none comes due and is popped, and each
+        closed session and each earlier due left one behind (unbounded over a long replay)."""
+        heap, dues = self._idle_heap, self._idle_due
+        if len(heap) > 2 * len(dues) + 1024:
+            heap[:] = [(due, key) for due, key in heap if dues.get(key) == due]
+            heapq.heapify(heap)
 
     def next_due(self) -> Optional[int]:
         return self._idle_heap[0][0] if self._idle_heap else None

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.aggregations import UserEngagement
-from clickstream.core.events import make_event
+from clickstream.core.events import SHARED_URLS, make_event
 from clickstream.core.sessions import (SESSION_SUMMARY, KeyedSessions, SessionsSnapshot,
                                        UserShardSnapshot)
 from clickstream.core.windows import KeyedWindows
@@ -367,3 +367,51 @@ def test_no_event_on_time_reaches_a_session_emitted_before_it(actions, gap, cap)
         for (user, start, end, _), emitted_at in zip(driver.emitted, driver.emitted_at):
             if user == event.user_id and emitted_at < fed_at:
                 assert event.ts > min(end + gap - 1, start + cap)
+
+
+def test_a_restore_shares_one_str_per_url_across_snapshot_groups():
+    """Pickle shares a str only within one blob (one snapshot group), so without mapping them
+    back a restore kept a copy of every url per group for as long as the sessions lived."""
+    driver = Driver()
+    urls = ["".join(["/page/", str(i % 3)]) for i in range(40)]  # equal values, distinct objects
+    for minute in range(4):  # users in four snapshot groups (GROUP_MS)
+        t = minute * 60_000
+        driver.feed([ev(f"u{minute}-{j}", t + j, url=urls[(minute * 7 + j) % 40], offset=j)
+                     for j in range(5)])
+    driver.feed([ev("long", 300_000 + i * 1000, "click", urls[i], offset=100 + i)
+                 for i in range(25)])
+    driver.feed([ev("long", 340_000, offset=200)])  # seals and folds "long"'s first events
+    [long_one] = driver.sessions.open["long"]
+    assert long_one.agg is not None
+    driver.restart()
+    seen = []
+    for pieces in driver.sessions.open.values():
+        for session in pieces:
+            seen += [item[4] for item in session.items]
+            events = session.items + ([] if session.agg is None else session.agg[4:6])
+            assert any(session.start is item[0] for item in events)  # one int, as live
+            assert any(session.end is item[0] for item in events)
+            if session.agg is not None:
+                urls_kept = session.agg[3]
+                seen += [urls_kept] if isinstance(urls_kept, str) else list(urls_kept)
+                seen += [session.agg[4][4], session.agg[5][4]]
+    assert len(seen) > 20 and {id(url) for url in seen} == {id(SHARED_URLS[url]) for url in seen}
+    assert len({id(url) for url in seen}) == len(set(seen)) == 4  # three pages and "/"
+    driver.end()
+    assert sorted(driver.emitted) == reference(driver.on_time, G, M)
+
+
+def test_idle_entries_stay_bounded_while_the_idle_clock_stands_still():
+    """Replaying a backlog, the idle clock stands still, so no idle entry ever comes due: the
+    ones that sessions closed by the horizon left behind are dropped, not kept until then."""
+    driver = Driver(idle=True, ttl=40_000)
+    most = 0
+    for round_ in range(12):  # 500 new users a round; the horizon closes the rounds before
+        driver.feed([ev(f"r{round_}-{j}", round_ * 50_000 + j, offset=round_ * 1000 + j)
+                     for j in range(500)], now=0)
+        heap, dues = driver.sessions._idle_heap, driver.sessions._idle_due
+        assert len(heap) <= 2 * len(dues) + 1024
+        most = max(most, len(heap))
+    assert most <= 2 * 1000 + 1024  # two rounds' users are open; kept, 6,000 by the end
+    driver.end()
+    assert sorted(driver.emitted) == reference(driver.on_time, G, M)
