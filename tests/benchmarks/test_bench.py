@@ -1,6 +1,8 @@
 """The benchmark's own arithmetic: histogram quantiles, the output check, window counts."""
 
 import json
+import re
+from pathlib import Path
 
 from bench import latency, outputs
 from clickstream.tools.generator import GeneratorConfig, generate
@@ -126,3 +128,10 @@ def test_session_records_normalise_rfc3339_and_epoch_ms():
               "converted": False}
     assert outputs.session_row(record)[:2] == (1767225600123, 1767225600999)
     assert outputs.event_ms("2026-01-01T02:00:00.001+02:00") == 1767225600001
+
+
+def test_results_files_carry_no_path_of_the_machine_they_ran_on():
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    absolute = re.compile(r'"/(?:work|tmp|root|home|var|usr|opt|mnt|srv)/[^"]*"')
+    found = {f.name: absolute.findall(f.read_text()) for f in sorted(results.glob("*.json"))}
+    assert found and {name: paths for name, paths in found.items() if paths} == {}
