@@ -37,7 +37,7 @@ from clickstream.io.sink import RecordSink
 from clickstream.io.source import ClickSource
 from clickstream.io.watchers import ClusterProgress, PartitionWatcher
 from clickstream.runtime.exits import fail, stop
-from clickstream.runtime.memory import tune_gc
+from clickstream.runtime.memory import tune_gc, tune_malloc
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.recovery import (Origin, cluster_position, prepare_store,
                                           recovery_directory, store_bytes)
@@ -140,6 +140,7 @@ def _flow_from_environment() -> Dataflow:
         ClusterProgress(settings, partitions[settings.input_topic]).start()
     flow = build_flow(settings, partitions, origin)
     tune_gc()
+    tune_malloc()
     return flow
 
 
