@@ -149,7 +149,7 @@ def parse_event(value: Optional[bytes], partition: int = -1, offset: int = -1,
     # Last: a message that breaks a rule of its own says so rather than this.
     if record_ts is not None and ts - record_ts > max_future_ms:
         raise MalformedEvent(_ahead_reason(ts, record_ts, max_future_ms))
-    return Event(user_id, event_type, _BARE_URLS[url] if drop_url_query else _URLS[url], ts,
+    return Event(user_id, event_type, _BARE_URLS[url] if drop_url_query else SHARED_URLS[url], ts,
                  obj.get("session_id", ""), partition, offset, value,
                  KINDS.get(event_type, OTHER))
 
@@ -167,7 +167,7 @@ def _bare_url(url: str) -> str:
     bare = strip_query(url)
     if not bare:  # an empty page key would count unrelated pages together
         raise MalformedEvent(f"url {_clip(url)!r} is empty without its query string and fragment")
-    return _URLS[bare]
+    return SHARED_URLS[bare]
 
 
 def _ahead_reason(ts: int, record_ts: int, max_future_ms: int) -> str:
@@ -175,10 +175,9 @@ def _ahead_reason(ts: int, record_ts: int, max_future_ms: int) -> str:
             f"Kafka record's timestamp {format_ts(record_ts)} (CLICKSTREAM_MAX_FUTURE_SECONDS)")
 
 
-# One str object per distinct url: they repeat, and open windows keep them.
-_URLS = Memo(lambda url: url, 1 << 16)
-# SHARED_URLS[url] is that one object, for state that comes back from a snapshot with copies.
-SHARED_URLS = _URLS
+# One str object per distinct url: they repeat, and open windows keep them. State that comes
+# back from a snapshot with copies maps its urls through it too.
+SHARED_URLS = Memo(lambda url: url, 1 << 16)
 # With the query dropped, each url as given maps to the one str of its page (a failed
 # lookup, a malformed url, is not remembered).
 _BARE_URLS = Memo(_bare_url, 1 << 16)

@@ -44,6 +44,7 @@ from typing import ClassVar, Dict, List, NamedTuple, Optional
 
 from clickstream.core import codec
 from clickstream.core.aggregations import distinct_count, with_distinct
+from clickstream.core.dues import compact
 from clickstream.core.events import CLICK, PAGE_VIEW, PURCHASE, SHARED_URLS
 from clickstream.core.times import format_ts
 from clickstream.core.windows import KeyedWindows
@@ -282,7 +283,8 @@ class KeyedSessions:
         self._settle(touched, now, closed)
         self._expire(closed)
         self.windows.expire(closed_windows)
-        self._compact_idle()
+        dues = self._idle_due
+        compact(self._idle_heap, len(dues), lambda due, key: dues.get(key) == due)
 
     def _went_on(self, went_on: Dict[str, Session], touched: Dict[str, Optional[int]]) -> None:
         """Users whose only session went on and that need no settling: mark their snapshot
@@ -484,15 +486,6 @@ class KeyedSessions:
         else:
             users.append(key)
 
-    def _compact_idle(self) -> None:
-        """Drop superseded idle entries once they outnumber the live ones: while a backlog
-        is replayed the idle clock stands still, so none comes due and is popped, and each
-        closed session and each earlier due left one behind (unbounded over a long replay)."""
-        heap, dues = self._idle_heap, self._idle_due
-        if len(heap) > 2 * len(dues) + 1024:
-            heap[:] = [(due, key) for due, key in heap if dues.get(key) == due]
-            heapq.heapify(heap)
-
     def next_due(self) -> Optional[int]:
         return self._idle_heap[0][0] if self._idle_heap else None
 
@@ -589,13 +582,18 @@ class KeyedSessions:
                              f"{SessionsSnapshot.VERSION})")
         states = self.windows.keys
         lateness = self.windows.lateness
-        for group, blob in stored.groups.items():
-            self._blobs[group] = blob
+        for stored_group, blob in stored.groups.items():
+            self._blobs[stored_group] = blob
             for key, sessions in pickle.loads(blob).items():
                 pieces = self.open[key] = [Session.of(state) for state in sessions]
                 self.count += len(pieces)
-                self._groups.setdefault(group, set()).add(key)
                 first = pieces[0]
+                # The group follows from the first start (_regroup relies on it); a store
+                # grouped otherwise has both its blobs written again at the next snapshot.
+                group = first.start - first.start % GROUP_MS
+                self._groups.setdefault(group, set()).add(key)
+                if group != stored_group:
+                    self._dirty.update((stored_group, group))
                 self._file(key, self._close_point(first))
                 if self.windows.idle_closing:
                     ks = states[key]

@@ -1,7 +1,6 @@
 """Process-wide memory settings for a process that holds millions of small window states."""
 
 import ctypes
-import ctypes.util
 import gc
 
 # Python's defaults are (700, 10, 10). A batch of 5,000 events keeps tens of thousands of
@@ -33,10 +32,10 @@ def tune_malloc() -> bool:
     shard came from the heap, and each snapshot's few hundred MB of transient blocks left
     that much free space behind in it, which glibc keeps (the soak: 1.3 MiB mapped, up to
     400 MB free in the heap). Setting the threshold turns the raising off."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The process's own symbols: libc is loaded already, and find_library("c") would
+        # spawn ldconfig (5 ms per process).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1

@@ -277,6 +277,25 @@ def test_open_sessions_survive_a_restart_and_the_store_reads_an_older_one():
     assert older.sessions.open == {}
 
 
+def test_a_store_grouped_otherwise_is_regrouped_by_first_start_and_written_again():
+    """A store whose users sit under another group key (another GROUP_MS, or one blob for
+    all) restores, and the next snapshot files them by their first start."""
+    driver = Driver()
+    driver.feed([ev("u", 1_000), ev("v", 61_000, offset=1), ev("w", 125_000, offset=2)])
+    stored = driver.sessions.snapshot()
+    merged = {}
+    for blob in stored.groups.values():
+        merged.update(pickle.loads(blob))
+    driver.sessions.restore(SessionsSnapshot({7: pickle.dumps(merged)}), 0)
+    assert driver.sessions.snapshot().groups.keys() == {0, 60_000, 120_000}
+    driver.feed([ev("u", 20_000, offset=3), ev("v", 62_000, offset=4)])  # moves each user
+    driver.feed([ev("w", 140_000, offset=5)])
+    driver.restart()
+    driver.end()
+    assert sessions_of(driver) == [("u", 1_000, 20_000, 2), ("v", 61_000, 62_000, 2),
+                                   ("w", 125_000, 140_000, 2)]
+
+
 def test_a_damaged_sessions_snapshot_is_refused_in_one_line():
     driver = Driver()
     with pytest.raises(ValueError, match="cannot read"):
