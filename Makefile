@@ -8,7 +8,7 @@ PARTITIONS ?= 2
 PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-up kafka-down pg-up pg-down topics demo run cluster test test-unit test-integration soak bench bench-quick clean
+.PHONY: help install kafka-up kafka-down pg-up pg-down topics demo run cluster test test-unit test-integration soak bench bench-quick bench-live clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,15 +63,19 @@ soak: $(VENV)/.installed ## long chaos and endurance runs: 30 SIGKILLs over 1M e
 	  $(PY) -m pytest -q -x -p no:cacheprovider tests/integration/test_cluster.py \
 	    -k a_partition_added_while_running_is_picked_up || exit 1; done
 
-bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL, Kafka Streams, Pathway, and the PostgreSQL output (BENCH_EVENTS, BENCH_REPEATS)
+bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams, Flink SQL, Kafka Streams, Pathway, and the PostgreSQL output, then the sustainable live rate (BENCH_EVENTS, BENCH_REPEATS)
 	scripts/kafka.sh up
 	scripts/pg.sh up
 	$(PY) -m bench.run
 
-bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each, no memory runs: for use while optimising
+bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each, no memory runs nor live rate search: for use while optimising
 	scripts/kafka.sh up
 	scripts/pg.sh up
-	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run --skip-memory
+	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run --skip-memory --skip-live
+
+bench-live: $(VENV)/.installed ## only the sustainable live rate search: ours at 1 and 2 processes, Flink SQL, Kafka Streams (BENCH_LIVE_ARGS, e.g. --only "flink sql")
+	scripts/kafka.sh up
+	$(PY) -m bench.live $(BENCH_LIVE_ARGS)
 
 clean: ## remove .venv and .local (broker and database data, recovery stores)
 	-scripts/kafka.sh down

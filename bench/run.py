@@ -1,7 +1,7 @@
 """`make bench`: our dataflow against the limit and its peers, on one topic, on this machine.
 
     python -m bench.run [--events N] [--repeats R] [--only NAME ...] [--input default|visits]
-                        [--skip-latency] [--skip-memory]
+                        [--skip-latency] [--skip-memory] [--skip-live]
 
 1. Loads one input topic (BENCH_EVENTS, default 1,000,000 events from our generator, 20k users,
    4 partitions; BENCH_INPUT=visits: the generator's visits mode instead of its default one)
@@ -17,7 +17,9 @@
    name containing the text.
 3. Checks each system's first run: sampled window counts and sessions equal the expected ones.
 4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
-5. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
+5. The sustainable live rate (bench/live.py) of ours at 1 and 2 processes, Flink SQL and Kafka
+   Streams, each searched from half its steady rate above.
+6. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
 """
 
 import argparse
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench import latency, memory, outputs
+from bench import latency, live as live_rate, memory, outputs
 from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, SESSIONS_OFF, WINDOW_MS, all_systems,
                            create_topics, prepare, run_once, session_gap_ms, session_max_ms)
 from clickstream.tools.generator import GeneratorConfig, generate
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
                              "another folder keeps a trial run out of the committed results")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-live", action="store_true", help="no sustainable live rate search")
     parser.add_argument("--brokers", default=os.environ.get("CLICKSTREAM_BROKERS", "127.0.0.1:9092"))
     args = parser.parse_args(argv)
 
@@ -180,12 +183,25 @@ def main(argv=None) -> int:
         print("memory: the same with sessions off ...", flush=True)
         mem["sessions_off"] = memory.measure(args.brokers, sessions=False)
 
+    rates = None
+    if not args.skip_live:
+        rates = []
+        for system in live_rate.all_live(args.snapshot):
+            if system.name not in summary:  # not picked, or its setup failed (said above)
+                continue
+            steady = (summary.get(system.name) or {}).get("steady_rate")
+            start = max(live_rate.FLOOR, int(steady / 2) // 1000 * 1000) if steady else 5000
+            print(f"live rate: {system.name}, from {start:,}/s ...", flush=True)
+            rates.append(live_rate.search(system, args.brokers, start, snapshot_s=args.snapshot,
+                                          report=lambda line: print("  " + line, flush=True)))
+
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "memory_gib": _memory_gib()},
         "events": args.events, "repeats": args.repeats, "snapshot_s": args.snapshot,
         "input": args.input, "session_gap_ms": gap_ms, "session_max_ms": max_ms,
         "systems": summary, "checks": checks, "latency": live, "memory": mem,
+        "live_rate": rates,
         "unavailable": {s.name: s.unavailable for s in systems if s.unavailable},
         "runs": {name: [r.__dict__ for r in rs] for name, rs in runs.items()},
     }
@@ -357,6 +373,20 @@ def render(report) -> str:
             off = mem["sessions_off"]
             lines += [f"Memory, sessions off: peak RSS {off['peak_rss_mib']:,.0f} MiB "
                       f"({off['note']})"]
+    if report.get("live_rate"):
+        lines += ["", f"Sustainable live rate: the highest input rate held for "
+                      f"{live_rate.TRIAL_S} s with the end-to-end p99 (window may close to record "
+                      f"readable) under {live_rate.P99_LIMIT_S:g} s, also over the last "
+                      f"{live_rate.TAIL_S} s (lag bounded), and no window lost (bench/live.py)", "",
+                  "| system | held, events/s | first failed | p50 / p99 at the held rate | "
+                  "why the first failed | trials |", "|---|---:|---:|---|---|---:|"]
+        for r in report["live_rate"]:
+            trials = {t["rate"]: t for t in r["trials"]}
+            held = trials.get(r["rate"]) if r["rate"] else None
+            failed = trials.get(r["first_failed"]) if r["first_failed"] else None
+            at = (f"{held['p50_s']:.2f} / {held['p99_s']:.2f} s" if held else "")
+            lines.append(f"| {r['system']} | {r['rate'] or 0:,} | {r['first_failed'] or 0:,} | "
+                         f"{at} | {failed['why'] if failed else ''} | {len(r['trials'])} |")
     lines += ["", "| target | goal | measured | met |", "|---|---:|---:|---|"]
     for t in report["targets"]:
         value = f"{t['value']:.2f}" if isinstance(t["value"], float) else str(t["value"])

@@ -4,7 +4,8 @@ One Flink SQL job, built with PyFlink's Table API and run on a local mini cluste
 PyFlink gateway JVM: a bounded Kafka source (earliest offsets up to the end offsets as of the
 start), event time from `ts`, and two tumbling-window aggregations (per user, per url) into
 the two output topics, submitted together as one statement set; with BENCH_SESSION_TOPIC set,
-a third one: a SESSION window per user into that topic (`SESSIONS` below).
+a third one: a SESSION window per user into that topic (`SESSIONS` below). With BENCH_LIVE=1
+(bench/live.py) the source is unbounded and the job runs until it is stopped.
 
 Why it looks like this:
 
@@ -116,8 +117,9 @@ WINDOW_MS = (
 
 
 def _source_ddl(brokers: str, topic: str, group: str, lateness_ms: int,
-                offsets: bool = False) -> str:
+                offsets: bool = False, live: bool = False) -> str:
     offset = "  `off` BIGINT METADATA FROM 'offset' VIRTUAL,\n" if offsets else ""
+    bounded = "" if live else "  'scan.bounded.mode' = 'latest-offset',\n"
     return f"""
 CREATE TEMPORARY TABLE clicks (
   user_id STRING,
@@ -135,8 +137,7 @@ CREATE TEMPORARY TABLE clicks (
   'properties.enable.auto.commit' = 'true',
   'properties.auto.commit.interval.ms' = '100',
   'scan.startup.mode' = 'earliest-offset',
-  'scan.bounded.mode' = 'latest-offset',
-  'format' = 'json',
+{bounded}  'format' = 'json',
   'json.fail-on-missing-field' = 'false',
   'json.ignore-parse-errors' = 'true'
 )"""
@@ -217,6 +218,7 @@ def main() -> int:
     if session_topic and gap_ms < 2:
         sys.exit(f"flink peer: BENCH_SESSION_GAP_MS={gap_ms} must be at least 2")
     timing_file = _env("BENCH_TIMING_FILE")
+    live = os.environ.get("BENCH_LIVE") == "1"  # bench/live.py: unbounded, no timing
 
     # The harness times this job from BENCH_GROUP's committed offsets.
     Path(timing_file).write_text(json.dumps({"method": "offsets"}) + "\n")
@@ -248,7 +250,7 @@ def main() -> int:
     conf.set("classloader.check-leaked-classloader", "false")
 
     t_env.execute_sql(_source_ddl(brokers, in_topic, group, lateness_ms,
-                                  offsets=bool(session_topic)))
+                                  offsets=bool(session_topic), live=live))
     # A record without a usable ts has no rowtime; the window operator would fail on it.
     t_env.execute_sql(
         "CREATE TEMPORARY VIEW timed_clicks AS SELECT * FROM clicks WHERE rt IS NOT NULL")
@@ -294,6 +296,9 @@ FROM {_window(window_ms)}
 GROUP BY window_start, window_end, url""")
     if session_topic:
         statements.add_insert_sql(sessions_sql(gap_ms))
+    if live:  # unbounded, until the harness stops it (SIGTERM to the process group)
+        statements.execute().wait()
+        return 0
     admin = _KafkaAdmin(brokers)
     end_offsets = admin.end_offsets(in_topic)  # where the bounded source stops
     final_commit = _FinalCommit(admin, group, in_topic, end_offsets)

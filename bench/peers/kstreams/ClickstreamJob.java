@@ -59,7 +59,9 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Collectors;
@@ -448,6 +450,10 @@ public final class ClickstreamJob {
                 failure.compareAndSet(null, e);
                 return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
             });
+            if ("1".equals(env.get("BENCH_LIVE"))) {
+                runLive(streams, failure, stateDir, admin, group, urlTopics);
+                return; // the JVM is shutting down
+            }
             streams.start();
             status = waitUntilDone(admin, streams, group, ends, failure);
             long done = System.currentTimeMillis();
@@ -466,6 +472,32 @@ public final class ClickstreamJob {
             }
         }
         System.exit(status);
+    }
+
+    /** BENCH_LIVE=1 (bench/live.py): unbounded, until SIGTERM; then close() commits the last
+     * transaction and the local state and url topics go. Returns once that is done; exits 1
+     * if the application fails. */
+    static void runLive(KafkaStreams streams, AtomicReference<Throwable> failure, Path stateDir,
+                        Admin admin, String group, List<String> urlTopics) throws InterruptedException {
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            streams.close(Duration.ofSeconds(30));
+            deleteTree(stateDir);
+            deleteTopics(admin, group, urlTopics);
+            stopped.countDown();
+        }));
+        streams.start();
+        while (true) {
+            KafkaStreams.State state = streams.state();
+            if (failure.get() != null || state == KafkaStreams.State.ERROR
+                    || state == KafkaStreams.State.NOT_RUNNING) {
+                System.err.println("kstreams peer: the application stopped (" + state + "): " + failure.get());
+                System.exit(1);
+            }
+            if (stopped.await(POLL_MS, TimeUnit.MILLISECONDS)) {
+                return;
+            }
+        }
     }
 
     /** Waits until the input's committed offsets reach `ends` and the url branch has read back
