@@ -80,3 +80,10 @@ def test_the_search_doubles_or_halves_then_bisects(monkeypatch, start, holds_up_
     monkeypatch.setattr(live, "trial", fake_trial)
     result = live.search(live.ours(1, 5), "b", start, report=lambda line: None)
     assert calls == tried and result["rate"] == found
+
+
+def test_the_held_rate_comes_from_the_generators_summary():
+    line = ("clickstream.generate: sent=1200000 delivered=1200000 failed=0 elapsed=120.00s "
+            "rate=10000 msgs/s event=1 late=0 malformed=0")
+    assert live.held_rate("progress ...\n" + line) == pytest.approx(10_000)
+    assert live.held_rate("no summary") is None
