@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from clickstream.core.aggregations import Aggregation
-from clickstream.core.dues import SLACK, compact
+from clickstream.core.dues import bound, compact
 from clickstream.core.times import NEVER
 
 
@@ -384,10 +384,10 @@ class KeyedWindows:
         heap = self._idle_heap
         heapq.heappush(heap, (ks.due, key))
         # Forgotten keys leave their entries too. (At 4x the keys, the soak's 700,000 users
-        # carried 2.8 million entries, +25 % RSS.) The same bound as compact's, checked here
-        # first: this runs per event that opens a window.
+        # carried 2.8 million entries, +25 % RSS.) compact's bound, checked here first: this
+        # runs per event that opens a window.
         keys = self.keys
-        if len(heap) > 2 * len(keys) + SLACK:
+        if len(heap) > bound(len(keys)):
             compact(heap, len(keys), lambda d, k: k in keys and keys[k].due == d)
 
     def next_due(self) -> Optional[int]:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.aggregations import UserEngagement
+from clickstream.core.dues import bound
 from clickstream.core.events import SHARED_URLS, make_event
 from clickstream.core.sessions import (SESSION_SUMMARY, KeyedSessions, SessionsSnapshot,
                                        UserShardSnapshot)
@@ -429,8 +430,8 @@ def test_idle_entries_stay_bounded_while_the_idle_clock_stands_still():
         driver.feed([ev(f"r{round_}-{j}", round_ * 50_000 + j, offset=round_ * 1000 + j)
                      for j in range(500)], now=0)
         heap, dues = driver.sessions._idle_heap, driver.sessions._idle_due
-        assert len(heap) <= 2 * len(dues) + 1024
+        assert len(heap) <= bound(len(dues))
         most = max(most, len(heap))
-    assert most <= 2 * 1000 + 1024  # two rounds' users are open; kept, 6,000 by the end
+    assert most <= bound(1000)  # two rounds' users are open; kept, 6,000 by the end
     driver.end()
     assert sorted(driver.emitted) == reference(driver.on_time, G, M)
