@@ -19,8 +19,10 @@ close rule, and the output's commit. A trial passes when
   system falling behind shows there first).
 
 * and every window that closes in the judged span (the input, read back after the trial, has
-  an event in it) was readable by the end of the drain (a lost one counts as infinitely late
-  in the percentiles, and fails the trial on its own).
+  an event in it) was readable by the end of the drain, with the input's count of events (a
+  lost one counts as infinitely late in the percentiles; a lost or wrong one fails the trial
+  on its own). The input is in order (BENCH_LIVE_DISORDER, default 0), so no event is late
+  for any system: a window that lacks events lost them.
 
 The search doubles the rate from a start until a trial fails, then bisects between the last
 pass and the first fail, `bisections` times.
@@ -62,6 +64,7 @@ TAIL_S = 30
 P99_LIMIT_S = 1.0
 RATE_HELD = 0.97
 USERS = 20_000
+DISORDER = float(os.environ.get("BENCH_LIVE_DISORDER", "0"))
 PING_EVERY_S = 0.2
 READY_TIMEOUT_S = 240
 FLOOR = 500  # the search's lowest rate
@@ -106,6 +109,7 @@ class Trial:
     p99_s: Optional[float] = None
     tail_p99_s: Optional[float] = None
     missing: int = 0  # windows closing in the judged span, not readable by the end of the drain
+    wrong: int = 0  # windows readable with another count of events than the input holds
     ready_s: Optional[float] = None  # start-up: from launch to the first readable record
 
 
@@ -117,47 +121,49 @@ def percentile(values: List[float], q: float) -> Optional[float]:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def judge(rate: int, seen: Dict[tuple, float], expected: set, began: float, ended: float,
-          held_rate: Optional[float]) -> Trial:
-    """The verdict on one trial from `seen` {(output, key, window start ms): readable at} and
-    `expected`, the (output, key, window start ms) of the input's events."""
+def judge(rate: int, seen: Dict[tuple, tuple], expected: Dict[tuple, int], began: float,
+          ended: float, held_rate: Optional[float]) -> Trial:
+    """The verdict on one trial from `seen` {(output, key, window start ms): (readable at,
+    its events count)} and `expected` {(output, key, window start ms): the input's events}."""
     if held_rate is None or held_rate < RATE_HELD * rate:
         return Trial(rate, False, f"the generator held only {held_rate or 0:,.0f} of {rate:,}/s: "
                      "it is the limit here, not the system", held_rate)
     first, last = began + WARMUP_S, ended
     latencies, tail = [], []
-    missing = 0
-    for window in expected:
+    missing = wrong = 0
+    for window, events in expected.items():
         closes = window[2] / 1000 + CLOSE_S
         if first <= closes <= last:
-            readable = seen.get(window)
+            readable, counted = seen.get(window, (None, None))
             if readable is None:
                 missing += 1
+            elif counted != events:
+                wrong += 1
             latency = math.inf if readable is None else readable - closes
             latencies.append(latency)
             if closes > last - TAIL_S:
                 tail.append(latency)
     trial = Trial(rate, False, "", held_rate, len(latencies), percentile(latencies, 0.5),
-                  percentile(latencies, 0.99), percentile(tail, 0.99), missing)
+                  percentile(latencies, 0.99), percentile(tail, 0.99), missing, wrong)
     if not latencies or not tail:
         trial.why = "no windows closed in the judged span"
     elif trial.p99_s >= P99_LIMIT_S:
         trial.why = f"p99 {trial.p99_s:.2f} s"
     elif trial.tail_p99_s >= P99_LIMIT_S:
         trial.why = f"p99 of the last {TAIL_S} s {trial.tail_p99_s:.2f} s: falling behind"
-    elif missing:
-        trial.why = f"{missing:,} windows never readable"
+    elif missing or wrong:
+        trial.why = f"{missing:,} windows never readable, {wrong:,} with wrong counts"
     else:
         trial.ok, trial.why = True, "held"
     return trial
 
 
-def input_windows(brokers: str, topic: str) -> set:
-    """(output, key, window start ms) of every event on `topic`, read to its end."""
+def input_windows(brokers: str, topic: str) -> Dict[tuple, int]:
+    """{(output, key, window start ms): events} of the events on `topic`, read to its end."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-live-input",
                          "enable.auto.commit": False, "enable.partition.eof": True})
-    windows = set()
-    add = windows.add
+    windows: Dict[tuple, int] = {}
+    get = windows.get
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(INPUT_PARTITIONS)])
         open_partitions = set(range(INPUT_PARTITIONS))
@@ -170,8 +176,8 @@ def input_windows(brokers: str, topic: str) -> set:
                 event = orjson.loads(msg.value())
                 ts = event_ms(event["ts"])
                 start = ts - ts % WINDOW_MS
-                add(("user", event["user_id"], start))
-                add(("page", event["url"], start))
+                for window in (("user", event["user_id"], start), ("page", event["url"], start)):
+                    windows[window] = get(window, 0) + 1
     finally:
         consumer.close()
     return windows
@@ -185,7 +191,7 @@ class Readable(threading.Thread):
         super().__init__(daemon=True)
         self._kinds = {topic: (kind, "user_id" if kind == "user" else "url")
                        for kind, topic in topics.items()}
-        self.seen: Dict[tuple, float] = {}
+        self.seen: Dict[tuple, tuple] = {}  # window -> (readable at, its events count)
         self.first_at: Optional[float] = None
         self._halt = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-live-judge",
@@ -209,7 +215,7 @@ class Readable(threading.Thread):
                 kind, field_ = kinds[msg.topic()]
                 key = (kind, value.get(field_), event_ms(start))
                 if key not in seen:  # a repeat (at-least-once peers) does not make it later
-                    seen[key] = now
+                    seen[key] = (now, value.get("events"))
                 if self.first_at is None:
                     self.first_at = now
 
@@ -303,7 +309,7 @@ def trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s:
         began = time.time()
         generator = subprocess.run(
             [PY, "-m", "clickstream.generate", "--rate", str(rate), "--count", str(rate * seconds),
-             "--users", str(USERS), "--seed", "11", "--out-of-order-fraction", "0.05",
+             "--users", str(USERS), "--seed", "11", "--out-of-order-fraction", str(DISORDER),
              "--topic", topics["in"], "--brokers", brokers],
             cwd=ROOT, capture_output=True, text=True)
         ended = time.time()

@@ -41,23 +41,25 @@ def test_percentile_is_nearest_rank():
     ("the generator could not hold the rate", lambda w: 0.1, 9_000, False, "the generator held only"),
 ])
 def test_the_verdict(name, delay, held, ok, why):
-    expected = set(windows(50, live.WARMUP_S, 120))
-    seen = {w: closes(w) + delay(w) for w in expected}
+    expected = {w: 3 for w in windows(50, live.WARMUP_S, 120)}
+    seen = {w: (closes(w) + delay(w), 3) for w in expected}
     trial = live.judge(10_000, seen, expected, BEGAN, ENDED, held)
     assert trial.ok is ok and why in trial.why, trial
 
 
-def test_windows_outside_the_judged_span_do_not_count_and_a_lost_one_fails():
+def test_windows_outside_the_judged_span_do_not_count_and_a_lost_or_wrong_one_fails():
     judged = windows(100, live.WARMUP_S, 120)
     early = windows(100, 5, 10)  # before the warm-up ends: the pings' and the start's
-    expected = set(judged + early)
-    seen = {w: closes(w) + 0.1 for w in judged}
-    seen.update({w: closes(w) + 30 for w in early})
+    expected = {w: 2 for w in judged + early}
+    seen = {w: (closes(w) + 0.1, 2) for w in judged}
+    seen.update({w: (closes(w) + 30, 2) for w in early})
     trial = live.judge(10_000, seen, expected, BEGAN, ENDED, 10_000)
     assert trial.ok and trial.records == len(judged) and trial.p99_s == pytest.approx(0.1)
+    seen[judged[1]] = (closes(judged[1]) + 0.1, 1)  # prompt, but an event short
     del seen[judged[0]]  # one window of 2,100 never readable: prompt, but lost
     trial = live.judge(10_000, seen, expected, BEGAN, ENDED, 10_000)
-    assert not trial.ok and trial.missing == 1 and trial.why == "1 windows never readable"
+    assert not trial.ok and (trial.missing, trial.wrong) == (1, 1)
+    assert trial.why == "1 windows never readable, 1 with wrong counts"
     for w in judged[:len(judged) // 50]:  # 2 %
         seen.pop(w, None)
     trial = live.judge(10_000, seen, expected, BEGAN, ENDED, 10_000)
