@@ -8,6 +8,9 @@ from typing import Any, Callable, Dict
 
 from clickstream.core.times import NEVER
 
+FLICKER_S = 0.25  # below the page stage's settle time (stages/page_windows.py)
+
+
 class IdleClock:
     """Milliseconds of system time during which this process's input was caught up.
 
@@ -25,7 +28,7 @@ class IdleClock:
     events are waiting unread (which made them late).
 
     A partition that was caught up and falls behind stops the clock only once it has stayed
-    behind for `flicker_s`. Under steady live traffic a poll often finds a few messages that
+    behind for `flicker_s` (0.25 s). Under steady live traffic a poll often finds a few messages that
     arrived while the worker was busy, and the next poll reads them: stopping the clock at
     each such poll lost 7 % of the idle time at 5,000 events/s, so windows of quiet users
     closed up to 2 s late (bench/live.py). A real backlog still stops it, `flicker_s` after
@@ -41,7 +44,7 @@ class IdleClock:
     _STARTING = object()
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic, grace_s: float = 10.0,
-                 confirm_s: float = 0.5, flicker_s: float = 0.5):
+                 confirm_s: float = 0.5, flicker_s: float = FLICKER_S):
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._lagging: set = {self._STARTING}

@@ -19,7 +19,13 @@ from clickstream.core.records import PAGE
 from clickstream.core.windows import ClosedWindow, KeyedWindows
 from clickstream.stages.shard import WindowShard
 
-PAGE_SETTLE_MS = 1000  # page watermark moves wait this long on the idle clock
+# Page watermark moves wait this long on the idle clock. Any wait keeps them still while a
+# backlog is replayed (the idle clock stands still then); it must exceed the idle clock's
+# allowance for a partition briefly behind (IdleClock's flicker_s), or a move queued in the
+# first moments of a backlog could apply. An event is late for its page only when it is
+# more than the allowed lateness behind the url's newest event, so the wait adds little
+# safety beyond that; it was 1,000 ms, which made busy urls' windows come out 1 s late.
+PAGE_SETTLE_MS = 300
 
 
 class PageShard(WindowShard):

@@ -17,6 +17,7 @@ from clickstream.core.partitioner import Partitioner
 from clickstream.core.records import DEAD_LETTERS, PAGE, PAGE_IN, USER, Record
 from clickstream.core.shards import PAGE_SHARD_OF, USER_SHARD_KEYS, shard_of
 from clickstream.stages import shard as shard_module
+from clickstream.runtime.progress import FLICKER_S
 from clickstream.stages.page_windows import PAGE_SETTLE_MS, PageShard
 from clickstream.stages.user_windows import UserShard
 from tests.fixtures.store_v2_input import messages, offsets_of, store_of, topics_of
@@ -161,6 +162,12 @@ def test_a_bounded_stage_closes_nothing_on_the_idle_clock_and_everything_at_the_
     assert stage.notify_at() is None and stage.on_notify()[0] == []
     out, _ = stage.on_eof()
     assert sorted(rendered(out, USER, USER_ENGAGEMENT)) == [("u", iso(T0)), ("v", iso(T0 + 5000))]
+
+
+def test_page_moves_wait_longer_than_the_idle_clocks_allowance_for_a_partition_behind():
+    """The idle clock runs on for FLICKER_S after a caught-up partition falls behind; a page
+    watermark move queued in the first moments of a backlog must not apply within that."""
+    assert PAGE_SETTLE_MS / 1000 > FLICKER_S
 
 
 def test_page_watermarks_wait_to_settle_on_the_idle_clock():
