@@ -304,7 +304,8 @@ def trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s:
         try:
             _ping_until_ready(brokers, topics["in"], judge_, process, READY_TIMEOUT_S)
         except RuntimeError as exc:
-            return Trial(rate, False, f"did not start: {exc} (see .local/bench/logs/live-{tag}.log)")
+            return Trial(rate, False,
+                         f"did not start: {exc} (see .local/bench/logs/live-{tag}.log)")
         ready_s = judge_.first_at - launched
         began = time.time()
         generator = subprocess.run(

@@ -28,11 +28,11 @@ class IdleClock:
     events are waiting unread (which made them late).
 
     A partition that was caught up and falls behind stops the clock only once it has stayed
-    behind for `flicker_s` (0.25 s). Under steady live traffic a poll often finds a few messages that
-    arrived while the worker was busy, and the next poll reads them: stopping the clock at
-    each such poll lost 7 % of the idle time at 5,000 events/s, so windows of quiet users
-    closed up to 2 s late (bench/live.py). A real backlog still stops it, `flicker_s` after
-    it began; a partition behind since it was built gets no such allowance.
+    behind for `flicker_s` (0.25 s). Under steady live traffic a poll often finds a few
+    messages that arrived while the worker was busy, and the next poll reads them: stopping
+    the clock at each such poll lost 7 % of the idle time at 5,000 events/s, so windows of
+    quiet users closed up to 2 s late (bench/live.py). A real backlog still stops it,
+    `flicker_s` after it began; a partition behind since it was built gets no such allowance.
 
     Start-up work holds the clock too (`starting`): a source partition is lagging from the
     moment it is built until its first poll, and a sink's start (reading back what Kafka or
