@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.outputs import event_ms
+from bench.outputs import event_ms, records
 from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics
 
 RESULTS = ROOT / "bench" / "results"
@@ -160,26 +160,13 @@ def judge(rate: int, seen: Dict[tuple, tuple], expected: Dict[tuple, int], began
 
 def input_windows(brokers: str, topic: str) -> Dict[tuple, int]:
     """{(output, key, window start ms): events} of the events on `topic`, read to its end."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-live-input",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
     windows: Dict[tuple, int] = {}
     get = windows.get
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(INPUT_PARTITIONS)])
-        open_partitions = set(range(INPUT_PARTITIONS))
-        while open_partitions:
-            for msg in consumer.consume(10000, 2.0):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        open_partitions.discard(msg.partition())
-                    continue
-                event = orjson.loads(msg.value())
-                ts = event_ms(event["ts"])
-                start = ts - ts % WINDOW_MS
-                for window in (("user", event["user_id"], start), ("page", event["url"], start)):
-                    windows[window] = get(window, 0) + 1
-    finally:
-        consumer.close()
+    for event in records(brokers, topic):
+        ts = event_ms(event["ts"])
+        start = ts - ts % WINDOW_MS
+        for window in (("user", event["user_id"], start), ("page", event["url"], start)):
+            windows[window] = get(window, 0) + 1
     return windows
 
 

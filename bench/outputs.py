@@ -153,7 +153,7 @@ def _start_ms(value) -> int:
     return event_ms(value)
 
 
-def _records(brokers: str, topic: str):
+def records(brokers: str, topic: str):
     """Every record's value on `topic` (read_committed), decoded, from the start to the end."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-check",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
@@ -177,7 +177,7 @@ def read_windows(brokers: str, topic: str, key_field: str, cutoff: int) -> Tuple
     """Sampled {(key, start): events} on `topic` (read_committed), and the total record count."""
     found: WindowCounts = {}
     total = 0
-    for record in _records(brokers, topic):
+    for record in records(brokers, topic):
         total += 1
         key = record[key_field]
         if in_sample(key):
@@ -199,7 +199,7 @@ def read_sessions(brokers: str, topic: str) -> Tuple[Dict[Tuple[str, int], List[
     duplicate shows), and the total record count."""
     found: Dict[Tuple[str, int], List[tuple]] = defaultdict(list)
     total = 0
-    for record in _records(brokers, topic):
+    for record in records(brokers, topic):
         total += 1
         if in_sample(record["user_id"]):
             row = session_row(record)
