@@ -16,16 +16,15 @@ close rule, and the output's commit. A trial passes when
 * the p99 of that latency over the windows closing from WARMUP_S after the generator started
   to its end is under P99_LIMIT_S, and
 * the lag stayed bounded: the windows closing in the last TAIL_S are held to the same p99 (a
-  system falling behind shows there first).
-
+  system falling behind shows there first),
 * and every window that closes in the judged span (the input, read back after the trial, has
   an event in it) was readable by the end of the drain, with the input's count of events (a
   lost one counts as infinitely late in the percentiles; a lost or wrong one fails the trial
   on its own). The input is in order (BENCH_LIVE_DISORDER, default 0), so no event is late
   for any system: a window that lacks events lost them.
 
-The search doubles the rate from a start until a trial fails, then bisects between the last
-pass and the first fail, `bisections` times.
+The search doubles the rate from a start while trials hold (or halves it while they fail),
+then bisects between the last pass and the first fail, `bisections` times.
 
 Before the generator starts, a trickle of ping events (one per input partition every
 PING_EVERY_S) runs until the first output record is readable: the system is up end to end,
