@@ -53,7 +53,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.outputs import event_ms, records
-from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics
+from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics, prepare
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -78,6 +78,7 @@ class LiveSystem:
     env: Dict[str, str] = field(default_factory=dict)
     recovery: bool = False  # ours: a fresh recovery store per trial
     setup: Optional[str] = None  # a peer's setup script
+    unavailable: Optional[str] = None  # why it cannot run, once setup failed (systems.prepare)
 
 
 def ours(processes: int, snapshot_s: int) -> LiveSystem:
@@ -383,12 +384,10 @@ def main(argv=None) -> int:
     path = args.results / f"live-{when.replace(':', '')}.json"
     results = []
     for system in systems:
-        if system.setup:
-            done = subprocess.run(["bash", system.setup], cwd=ROOT, capture_output=True, text=True)
-            if done.returncode != 0:
-                why = (done.stderr or done.stdout or "setup failed").strip().splitlines()[-1:]
-                print(f"{system.name}: NOT RUN: {''.join(why)}", flush=True)
-                continue
+        prepare(system)
+        if system.unavailable:
+            print(f"{system.name}: NOT RUN: {system.unavailable}", flush=True)
+            continue
         results.append(search(system, args.brokers, args.start, args.seconds, args.bisections,
                               args.snapshot, report=lambda line: print(line, flush=True)))
         args.results.mkdir(parents=True, exist_ok=True)

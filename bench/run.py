@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         for system in live_rate.all_live(args.snapshot):
             if system.name not in summary:  # not picked, or its setup failed (said above)
                 continue
-            steady = (summary.get(system.name) or {}).get("steady_rate")
+            steady = summary[system.name].get("steady_rate")
             start = max(live_rate.FLOOR, int(steady / 2) // 1000 * 1000) if steady else 5000
             print(f"live rate: {system.name}, from {start:,}/s ...", flush=True)
             rates.append(live_rate.search(system, args.brokers, start, snapshot_s=args.snapshot,
