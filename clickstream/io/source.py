@@ -2,7 +2,8 @@
 
 Offsets live in the recovery snapshot (`snapshot()` returns the next offset to read); after
 each snapshot they are also committed to the consumer group, for the standard lag tools and
-for `io.watchers.ClusterProgress`, never to resume from. Valid events leave grouped by user
+for `io.watchers.ClusterProgress` (with a `runtime.liveness.Mark` saying whether the partition
+was read live), never to resume from. Valid events leave grouped by user
 shard, malformed messages as dead-letter records, both per batch. An event time further than
 CLICKSTREAM_MAX_FUTURE_SECONDS ahead of its record's timestamp is malformed here, before it can
 move the watermark or reach a window. While it has a backlog, a partition holds back events
@@ -10,6 +11,8 @@ that run too far ahead of the process's other partitions in event time (`runtime
 """
 
 import logging
+import secrets
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Dict, List, Optional
 
@@ -25,6 +28,7 @@ from clickstream.core.times import NEVER
 from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config, topic_partitions
 from clickstream.runtime.alignment import ALIGNMENT, Alignment, drift_for
 from clickstream.runtime.exits import stop
+from clickstream.runtime.liveness import Mark
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.progress import IDLE_CLOCK, IdleClock
 from clickstream.runtime.settings import Settings
@@ -78,6 +82,9 @@ class ClickPartition(StatefulSourcePartition):
         self._lag_gauge = METRICS.consumer_lag.labels(self._topic, str(partition))
         self._tp_key = (self._topic, partition)
         self._done = False
+        self._token = secrets.token_hex(4)  # this source's marks differ from a former one's
+        self._commits = 0
+        self._committed_at = time.monotonic()
         clock.expect(self._tp_key)  # lagging until the first poll says otherwise
         alignment.report(self._tp_key, None, self._next < high)  # where it starts: unknown yet
 
@@ -199,7 +206,13 @@ class ClickPartition(StatefulSourcePartition):
             position = self._consumer.position([self._tp])[0].offset
             committed = (self._next if self._end is not None or self._held
                          else max(self._next, position))
-            self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, committed)],
+            now = time.monotonic()
+            mark = Mark(f"{self._token}.{self._commits}", int((now - self._committed_at) * 1000),
+                        not self._clock.backlog(self._tp_key))
+            self._commits += 1
+            self._committed_at = now
+            self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, committed,
+                                                          metadata=mark.encode())],
                                   asynchronous=True)
         except KafkaException as exc:  # lag reporting only: never worth stopping for
             log.warning("committing offsets of %s[%d] to group failed: %s",

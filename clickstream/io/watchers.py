@@ -4,12 +4,14 @@ and whether every process has caught up (which the idle clock waits for)."""
 import logging
 import threading
 import time
+from typing import Optional
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config
 from clickstream.runtime.exits import RESTART_STATUS, stop
+from clickstream.runtime.liveness import CommitWatch
 from clickstream.runtime.progress import IDLE_CLOCK, IdleClock
 from clickstream.runtime.settings import Settings
 
@@ -49,19 +51,20 @@ class ClusterProgress(threading.Thread):
     """In a cluster, the idle clock may only run when *every* process has caught up.
 
     A process knows only its own partitions; another one may still be replaying a backlog
-    whose events will reach this process's windows. The processed offsets every process
-    commits to the consumer group at each snapshot tell: this thread compares them with the
-    partitions' end offsets every second and reports the whole input as one more "partition"
-    to the idle clock. It errs late, never early: offsets are committed once per snapshot.
+    whose events will reach this process's windows. Every second this thread reads what all
+    processes committed to the consumer group at their snapshots, offsets and marks, and
+    reports the whole input as one more "partition" to the idle clock, by the rule of
+    `runtime.liveness` (how late it can err is written there).
     """
 
     def __init__(self, settings: Settings, partitions: int, clock: IdleClock = IDLE_CLOCK,
-                 interval_s: float = 1.0):
+                 interval_s: float = 1.0, watch: Optional[CommitWatch] = None):
         super().__init__(name="clickstream-cluster-progress", daemon=True)
         self._settings = settings
         self._partitions = partitions
         self._clock = clock
         self._interval = interval_s
+        self._watch = watch or CommitWatch()
         self._clock.report(self._KEY, False, confirms=False)  # not caught up until shown to be
 
     _KEY = ("cluster", -1)
@@ -71,13 +74,14 @@ class ClusterProgress(threading.Thread):
         wanted = [TopicPartition(topic, p) for p in range(self._partitions)]
         request = ConsumerGroupTopicPartitions(self._settings.consumer_group, wanted)
         result = admin.list_consumer_group_offsets([request])[self._settings.consumer_group]
-        committed = {tp.partition: tp.offset for tp in result.result(timeout=METADATA_TIMEOUT_S)
-                     .topic_partitions}
+        committed = {tp.partition: (tp.offset, tp.metadata)
+                     for tp in result.result(timeout=METADATA_TIMEOUT_S).topic_partitions}
+        looks = {}
         for tp in wanted:
             _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
-            if committed.get(tp.partition, -1) < end:
-                return False
-        return True
+            offset, metadata = committed.get(tp.partition, (-1, None))
+            looks[tp.partition] = (offset, end, metadata)
+        return self._watch.caught_up(looks)
 
     def run(self) -> None:
         admin = AdminClient(client_config(self._settings))

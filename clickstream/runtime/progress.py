@@ -92,6 +92,13 @@ class IdleClock:
             self._tick()
             self._lagging.add(partition)
 
+    def backlog(self, partition: Any) -> bool:
+        """Whether `partition` stops this clock now: behind since it was built, or for longer
+        than a flicker. What a source tells the other processes at its snapshots."""
+        with self._lock:
+            self._tick()
+            return partition in self._lagging
+
     def now_ms(self) -> int:
         with self._lock:
             self._tick()

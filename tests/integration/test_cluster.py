@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -150,3 +151,74 @@ def test_a_recovery_directory_per_process_as_on_kubernetes(topics, tmp_path):
     assert [p.name for p in (tmp_path / "pod-1").glob("part-*.sqlite3")] == ["part-1.sqlite3"]
     assert [p.wait(300) for p in start(bounded=True)] == [0, 0]
     assert_matches(topics, inputs)
+
+
+class Traffic(threading.Thread):
+    """Continuous live input: every 50 ms one event for each of a few busy users, event time
+    the wall clock, each user (and each of its urls) on one partition, so nothing is late."""
+
+    def __init__(self, topics, users: int = 6):
+        super().__init__(daemon=True)
+        self.topics, self.users = topics, users
+        self.stopping = threading.Event()
+        self.messages = []
+
+    def run(self):
+        while not self.stopping.is_set():
+            now = int(time.time() * 1000)
+            self.messages += produce(self.topics.brokers, self.topics.input, [
+                (f"b{u}".encode(), json.dumps({"user_id": f"b{u}", "event_type": "page_view",
+                                                "url": f"/p{u % 2}/{u}", "ts": now}).encode(),
+                 u % 2) for u in range(self.users)])
+            self.stopping.wait(0.05)
+
+
+def test_a_quiet_users_windows_close_on_idle_while_other_users_keep_a_cluster_busy(topics,
+                                                                                   tmp_path):
+    """The idle clock of a cluster under continuous traffic (io.watchers.ClusterProgress).
+    Before the commits carried liveness marks, the offsets every process commits at its
+    snapshots were always behind the end offsets while records flowed, so no clock ran and
+    a quiet user's windows waited for the traffic to stop (p99 99 s in the live bench).
+    W + L = 6 s is above the rule's bound with `-s 1` (4.5 s): no busy user's window can
+    close on idle time while another process holds its events."""
+    settings = dict(CLICKSTREAM_WINDOW_SECONDS=1, CLICKSTREAM_ALLOWED_LATENESS_SECONDS=5,
+                    CLICKSTREAM_SESSION_GAP_SECONDS=2, CLICKSTREAM_SESSION_MAX_SECONDS=600,
+                    CLICKSTREAM_PARTITION_CHECK_SECONDS=0)
+    traffic = Traffic(topics)
+    traffic.start()
+    run = cluster(topics.env(**settings), 2, tmp_path / "store", log=tmp_path / "live.log")
+    try:
+        wait_for(lambda: len(read_topic(topics.brokers, topics.user)) > 20, timeout=90,
+                 what="the cluster's first windows")
+        now = int(time.time() * 1000)
+        quiet = produce(topics.brokers, topics.input, [
+            (f"q{p}".encode(), json.dumps({"user_id": f"q{p}", "event_type": "click",
+                                            "url": f"/q/{p}", "ts": now}).encode(), p)
+            for p in (0, 1)])
+        sent = time.monotonic()
+
+        def quiet_windows():
+            return {json.loads(m.value)["user_id"] for m in read_topic(topics.brokers, topics.user)
+                    } >= {"q0", "q1"}
+
+        wait_for(quiet_windows, timeout=30, what="the quiet users' windows, closed on idle "
+                 "while the traffic goes on")
+        took = time.monotonic() - sent
+        assert traffic.is_alive() and not traffic.stopping.is_set()
+    finally:
+        traffic.stopping.set()
+        traffic.join()
+    try:
+        inputs = traffic.messages + quiet
+        from tests.integration.oracle import expected_outputs
+
+        expected = expected_outputs(inputs, topics.input, 1000, 5000, None, 2000, 600_000)
+        wait_for(lambda: len(read_topic(topics.brokers, topics.user)) >= len(expected.user) and
+                 len(read_topic(topics.brokers, topics.page)) >= len(expected.page) and
+                 len(read_topic(topics.brokers, topics.sessions)) >= len(expected.sessions),
+                 timeout=60, what="every window and session after the traffic stopped")
+    finally:
+        stop(run, signal.SIGKILL)
+    assert_matches(topics, inputs, window_ms=1000, lateness_ms=5000, session_gap_ms=2000,
+                   session_max_ms=600_000)
+    print(f"quiet users' windows readable {took:.1f} s after their events")

@@ -9,6 +9,7 @@ from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME,
 
 from clickstream.core.records import DEAD_LETTERS
 from clickstream.io import source
+from clickstream.runtime.liveness import Mark
 from clickstream.runtime.metrics import METRICS
 from clickstream.runtime.progress import IdleClock
 from clickstream.runtime.settings import Settings
@@ -169,3 +170,31 @@ def test_a_partition_holds_back_what_runs_too_far_ahead_of_another_and_resumes_i
     assert part.snapshot() == 5 and part.next_awake() is None
     assert clock._lagging == set()
     assert alignment.limit("other") is None  # caught up: holds nobody back
+
+
+def test_each_commit_carries_a_mark_of_whether_the_partition_was_read_live(monkeypatch):
+    """What io.watchers.ClusterProgress reads: a new token at every commit, the time since the
+    previous commit, and live only once the partition has caught up."""
+    commits = []
+
+    class Recording(FakeConsumer):
+        def commit(self, offsets, asynchronous):
+            commits.extend((tp.offset, Mark.decode(tp.metadata)) for tp in offsets)
+
+    T = RECORD_TS
+    messages = [FakeMessage(offset, event("a", T + offset), T) for offset in range(3)]
+    monkeypatch.setattr(source, "Consumer", lambda config: Recording(messages))
+    monkeypatch.setattr(METRICS.watermark, "observe", lambda tp, newest: None)
+    now = [100.0]
+    monkeypatch.setattr(source.time, "monotonic", lambda: now[0])
+    part = source.ClickPartition(Settings.from_env({}), 0, None, IdleClock(), 100)
+    now[0] = 101.5
+    part.snapshot()  # built, not yet polled: a backlog
+    part.next_batch()  # reads all three: caught up
+    now[0] = 102.5
+    part.snapshot()
+    assert [c[0] for c in commits] == [0, 3]
+    first, second = commits[0][1], commits[1][1]
+    assert (first.interval_ms, first.live, second.interval_ms, second.live) == (1500, False,
+                                                                                1000, True)
+    assert first.token != second.token

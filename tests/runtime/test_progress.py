@@ -1,5 +1,7 @@
 """The idle clock: system time that counts only while the whole input is caught up."""
 
+import pytest
+
 from clickstream.runtime.progress import IdleClock
 
 
@@ -140,3 +142,23 @@ def test_a_partition_behind_since_it_was_built_gets_no_allowance():
     clock.report("p0", caught_up=True)
     t[0] = 4.0
     assert clock.now_ms() == 0
+
+
+@pytest.mark.parametrize("steps, backlog", [
+    # (time, caught up?) reports of one partition after it was built, and the verdict after them
+    ([], True),                                   # built, never polled
+    ([(0.1, False)], True),                       # behind since it was built
+    ([(0.1, True)], False),
+    ([(0.1, True), (0.2, False)], False),         # behind for less than the allowance
+    ([(0.1, True), (0.2, False), (0.8, False)], True),  # for longer
+    ([(0.1, True), (0.2, False), (0.8, False), (0.9, True)], False),
+])
+def test_backlog_is_what_stops_the_clock(steps, backlog):
+    """What a source's commit tells the other processes (runtime.liveness)."""
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=60, flicker_s=0.5)
+    clock.expect("p0")
+    for at, caught_up in steps:
+        t[0] = at
+        clock.report("p0", caught_up=caught_up)
+    assert clock.backlog("p0") is backlog
