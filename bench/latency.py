@@ -5,7 +5,6 @@ the moment its record is readable (its transaction committed), per record. Quant
 interpolated within the histogram's buckets, as Prometheus' histogram_quantile does.
 """
 
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import urllib.request
 import uuid
 from typing import Dict, List, Optional, Tuple
 
-from bench.systems import LATENESS_MS, ROOT, WINDOW_MS, create_topics
+from bench.systems import LATENESS_MS, ROOT, WINDOW_MS, create_topics, job_env
 
 SECONDS = 40
 METRICS_PORT = 3030
@@ -54,13 +53,8 @@ def measure(brokers: str, rate: int, snapshot_s: int, extra_env: Optional[dict] 
     topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
     create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2,
                             topics["session"]: 2})
-    env = dict(os.environ, **(extra_env or {}), CLICKSTREAM_BROKERS=brokers,
-               CLICKSTREAM_INPUT_TOPIC=topics["in"], CLICKSTREAM_USER_TOPIC=topics["user"],
-               CLICKSTREAM_PAGE_TOPIC=topics["page"], CLICKSTREAM_DLQ_TOPIC=topics["dlq"],
-               CLICKSTREAM_SESSION_TOPIC=topics["session"],
-               CLICKSTREAM_CONSUMER_GROUP=f"bench-live-{tag}",
-               CLICKSTREAM_WINDOW_SECONDS=str(WINDOW_MS // 1000),
-               CLICKSTREAM_ALLOWED_LATENESS_SECONDS=str(LATENESS_MS // 1000))
+    env = job_env(brokers, dict(topics, input=topics["in"]), f"bench-live-{tag}",
+                  **(extra_env or {}))
     store = tempfile.mkdtemp(prefix="bench-live-", dir=ROOT / ".local" / "bench")
     log = open(ROOT / ".local" / "bench" / "logs" / f"live-{tag}.log", "w")
     flow = subprocess.Popen([sys.executable, "-m", "clickstream.cluster", "--processes", "1",

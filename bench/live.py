@@ -53,7 +53,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.outputs import event_ms, records
-from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics, prepare
+from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics, job_env, prepare
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -263,19 +263,8 @@ def trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s:
     create_topics(brokers, {topics["in"]: INPUT_PARTITIONS, topics["user"]: 2, topics["page"]: 2,
                             topics["dlq"]: 2, topics["session"]: 2})
     group = f"bench-live-{tag}"
-    env = dict(os.environ, **system.env,
-               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=topics["in"], BENCH_GROUP=group,
-               BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
-               BENCH_SESSION_TOPIC="", BENCH_WINDOW_MS=str(WINDOW_MS),
-               BENCH_LATENESS_MS=str(LATENESS_MS), BENCH_EVENTS="0",
-               BENCH_TIMING_FILE=os.devnull,
-               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=topics["in"],
-               CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
-               CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_SESSION_TOPIC=topics["session"],
-               CLICKSTREAM_CONSUMER_GROUP=group,
-               CLICKSTREAM_WINDOW_SECONDS=str(WINDOW_MS // 1000),
-               CLICKSTREAM_ALLOWED_LATENESS_SECONDS=str(LATENESS_MS // 1000),
-               PYTHONPATH=str(ROOT))
+    env = job_env(brokers, dict(topics, input=topics["in"]), group, BENCH_SESSION_TOPIC="",
+                  BENCH_EVENTS=0, BENCH_TIMING_FILE=os.devnull, **system.env)
     LOGS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"bench-live-{tag}-", dir=ROOT / ".local" / "bench"))
     command = list(system.command)

@@ -217,6 +217,25 @@ class Run:
         return self.consumed / self.steady_s if self.steady_s else None
 
 
+def job_env(brokers: str, topics: Dict[str, str], group: str, **extra) -> Dict[str, str]:
+    """The environment of one job: ours reads CLICKSTREAM_*, a peer BENCH_* (its CONTRACT.md),
+    both the same topics, group, window and lateness. `topics`: input, user, page, dlq,
+    session; `extra`: more variables, or these overridden."""
+    env = dict(os.environ,
+               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=topics["input"], BENCH_GROUP=group,
+               BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
+               BENCH_WINDOW_MS=str(WINDOW_MS), BENCH_LATENESS_MS=str(LATENESS_MS),
+               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=topics["input"],
+               CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
+               CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_SESSION_TOPIC=topics["session"],
+               CLICKSTREAM_CONSUMER_GROUP=group,
+               CLICKSTREAM_WINDOW_SECONDS=str(WINDOW_MS // 1000),
+               CLICKSTREAM_ALLOWED_LATENESS_SECONDS=str(LATENESS_MS // 1000),
+               PYTHONPATH=str(ROOT))
+    env.update({name: str(value) for name, value in extra.items()})
+    return env
+
+
 def run_once(system: System, brokers: str, input_topic: str, events: int,
              timeout_s: float, gap_ms: int, max_ms: int) -> Run:
     """One run; `gap_ms` and `max_ms` are the session gap and max (ours; a peer has the gap)."""
@@ -228,20 +247,11 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
     work = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-", dir=ROOT / ".local" / "bench"))
     timing_file = work / "timing"
     group = f"bench-{tag}"
-    env = dict(os.environ,
-               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=input_topic, BENCH_GROUP=group,
-               BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
-               BENCH_SESSION_TOPIC=topics["session"] if sessions else "",
-               BENCH_SESSION_GAP_MS=str(gap_ms),
-               BENCH_EVENTS=str(events), BENCH_WINDOW_MS=str(WINDOW_MS),
-               BENCH_LATENESS_MS=str(LATENESS_MS), BENCH_TIMING_FILE=str(timing_file),
-               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=input_topic,
-               CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
-               CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_CONSUMER_GROUP=group,
-               CLICKSTREAM_SESSION_TOPIC=topics["session"],
-               CLICKSTREAM_SESSION_GAP_SECONDS=str(gap_ms / 1000),
-               CLICKSTREAM_SESSION_MAX_SECONDS=str(max_ms / 1000),
-               PYTHONPATH=str(ROOT))
+    env = job_env(brokers, dict(topics, input=input_topic), group,
+                  BENCH_SESSION_TOPIC=topics["session"] if sessions else "",
+                  BENCH_SESSION_GAP_MS=gap_ms, BENCH_EVENTS=events, BENCH_TIMING_FILE=timing_file,
+                  CLICKSTREAM_SESSION_GAP_SECONDS=gap_ms / 1000,
+                  CLICKSTREAM_SESSION_MAX_SECONDS=max_ms / 1000)
     env.update(system.env)  # e.g. CLICKSTREAM_SESSION_TOPIC="" for ours with sessions off
     database = None
     if system.env.get("CLICKSTREAM_OUTPUTS") == POSTGRES:

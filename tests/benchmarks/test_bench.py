@@ -135,3 +135,20 @@ def test_results_files_carry_no_path_of_the_machine_they_ran_on():
     absolute = re.compile(r'"/(?:work|tmp|root|home|var|usr|opt|mnt|srv)/[^"]*"')
     found = {f.name: absolute.findall(f.read_text()) for f in sorted(results.glob("*.json"))}
     assert found and {name: paths for name, paths in found.items() if paths} == {}
+
+
+def test_every_job_gets_the_same_topics_group_window_and_lateness_under_both_names():
+    from bench.systems import job_env
+
+    topics = {"input": "in-1", "user": "u-1", "page": "p-1", "dlq": "d-1", "session": "s-1"}
+    env = job_env("b:9", topics, "g-1", BENCH_EVENTS=0, CLICKSTREAM_SESSION_TOPIC="")
+    pairs = [("BROKERS", "BROKERS", "b:9"), ("INPUT_TOPIC", "INPUT_TOPIC", "in-1"),
+             ("USER_TOPIC", "USER_TOPIC", "u-1"), ("PAGE_TOPIC", "PAGE_TOPIC", "p-1"),
+             ("GROUP", "CONSUMER_GROUP", "g-1")]
+    for bench_name, ours, value in pairs:
+        assert env[f"BENCH_{bench_name}"] == env[f"CLICKSTREAM_{ours}"] == value
+    assert (env["BENCH_WINDOW_MS"], env["BENCH_LATENESS_MS"]) == ("5000", "10000")
+    assert (env["CLICKSTREAM_WINDOW_SECONDS"], env["CLICKSTREAM_ALLOWED_LATENESS_SECONDS"]) == (
+        "5", "10")
+    assert env["CLICKSTREAM_DLQ_TOPIC"] == "d-1"
+    assert env["BENCH_EVENTS"] == "0" and env["CLICKSTREAM_SESSION_TOPIC"] == ""  # extras win
