@@ -53,7 +53,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.outputs import event_ms, records
-from bench.systems import LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, create_topics, job_env, prepare
+from bench.systems import (LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, job_env, prepare,
+                           scratch_topics)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -260,8 +261,13 @@ def _stop(process: subprocess.Popen) -> None:
 def trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s: int) -> Trial:
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
-    create_topics(brokers, {topics["in"]: INPUT_PARTITIONS, topics["user"]: 2, topics["page"]: 2,
-                            topics["dlq"]: 2, topics["session"]: 2})
+    with scratch_topics(brokers, {topics["in"]: INPUT_PARTITIONS, topics["user"]: 2,
+                                  topics["page"]: 2, topics["dlq"]: 2, topics["session"]: 2}):
+        return _trial(system, brokers, rate, seconds, snapshot_s, tag, topics)
+
+
+def _trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s: int, tag: str,
+           topics: Dict[str, str]) -> Trial:
     group = f"bench-live-{tag}"
     env = job_env(brokers, dict(topics, input=topics["in"]), group, BENCH_SESSION_TOPIC="",
                   BENCH_EVENTS=0, BENCH_TIMING_FILE=os.devnull, **system.env)

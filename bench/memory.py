@@ -12,12 +12,13 @@ import tempfile
 import threading
 import time
 import uuid
+from typing import Dict
 
 import orjson
 from confluent_kafka import Producer
 
 from bench import outputs
-from bench.systems import ROOT, create_topics
+from bench.systems import ROOT, job_env, scratch_topics
 
 USERS = 1_000_000
 START_MS = 1767225600000
@@ -48,13 +49,16 @@ def measure(brokers: str, sessions: bool = True) -> dict:
     session; without, the window state alone (the figure before sessions existed)."""
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"bench-mem-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
-    create_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2, topics["dlq"]: 2,
-                            topics["session"]: 2})
+    with scratch_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2,
+                                  topics["dlq"]: 2, topics["session"]: 2}):
+        return _measure(brokers, sessions, tag, topics)
+
+
+def _measure(brokers: str, sessions: bool, tag: str, topics: Dict[str, str]) -> dict:
     load(brokers, topics["in"])
-    env = dict(os.environ, CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_BOUNDED="1",
-               CLICKSTREAM_INPUT_TOPIC=topics["in"], CLICKSTREAM_USER_TOPIC=topics["user"],
-               CLICKSTREAM_PAGE_TOPIC=topics["page"], CLICKSTREAM_DLQ_TOPIC=topics["dlq"],
-               CLICKSTREAM_SESSION_TOPIC=topics["session"] if sessions else "")
+    env = job_env(brokers, dict(topics, input=topics["in"]), f"bench-mem-{tag}",
+                  CLICKSTREAM_BOUNDED="1",
+                  CLICKSTREAM_SESSION_TOPIC=topics["session"] if sessions else "")
     store = tempfile.mkdtemp(prefix="bench-mem-", dir=ROOT / ".local" / "bench")
     with open(ROOT / ".local" / "bench" / "logs" / f"memory-{tag}.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow",

@@ -35,7 +35,8 @@ from confluent_kafka import Producer
 
 from bench import latency, live as live_rate, memory, outputs
 from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, SESSIONS_OFF, WINDOW_MS, all_systems,
-                           create_topics, prepare, run_once, session_gap_ms, session_max_ms)
+                           create_topics, delete_topics, prepare, run_once, session_gap_ms,
+                           session_max_ms)
 from clickstream.tools.generator import GeneratorConfig, generate
 
 START_MS = 1767225600000  # 2026-01-01T00:00:00Z
@@ -163,7 +164,9 @@ def main(argv=None) -> int:
             if system.name not in checks and run.status == 0:
                 checks[system.name] = check(system, run, args.brokers, want)
                 print(f"      output check: {checks[system.name]}", flush=True)
+            delete_topics(args.brokers, run.topics.values())
 
+    delete_topics(args.brokers, [topic])
     summary = summarise(systems, runs, args.events)
     ours_best = best_of_ours(summary)
     live = None

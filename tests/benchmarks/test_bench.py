@@ -1,10 +1,16 @@
-"""The benchmark's own arithmetic: histogram quantiles, the output check, window counts."""
+"""The benchmark's own arithmetic (histogram quantiles, the output check, window counts) and
+its scratch topics."""
 
 import json
 import re
+import time
+import uuid
 from pathlib import Path
 
+import pytest
+
 from bench import latency, outputs
+from tests.integration.conftest import brokers  # noqa: F401 (the broker fixture)
 from clickstream.tools.generator import GeneratorConfig, generate
 
 METRICS = """\
@@ -152,3 +158,25 @@ def test_every_job_gets_the_same_topics_group_window_and_lateness_under_both_nam
         "5", "10")
     assert env["CLICKSTREAM_DLQ_TOPIC"] == "d-1"
     assert env["BENCH_EVENTS"] == "0" and env["CLICKSTREAM_SESSION_TOPIC"] == ""  # extras win
+
+
+@pytest.mark.integration
+def test_scratch_topics_are_gone_after_the_job_even_when_it_fails(brokers):
+    from confluent_kafka.admin import AdminClient
+
+    from bench.systems import scratch_topics
+
+    names = {f"bench-scratch-{n}-{uuid.uuid4().hex[:8]}": 2 for n in ("a", "b")}
+    admin = AdminClient({"bootstrap.servers": brokers})
+    with pytest.raises(RuntimeError):
+        with scratch_topics(brokers, names):
+            assert set(names) <= set(admin.list_topics(timeout=10).topics)
+            raise RuntimeError("the job failed")
+
+    def gone():
+        return not set(names) & set(admin.list_topics(timeout=10).topics)
+
+    deadline = time.time() + 30
+    while not gone() and time.time() < deadline:
+        time.sleep(0.2)
+    assert gone()
