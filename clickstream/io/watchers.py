@@ -51,14 +51,14 @@ class ClusterProgress(threading.Thread):
     """In a cluster, the idle clock may only run when *every* process has caught up.
 
     A process knows only its own partitions; another one may still be replaying a backlog
-    whose events will reach this process's windows. Every second this thread reads what all
+    whose events will reach this process's windows. Every half second this thread reads what all
     processes committed to the consumer group at their snapshots, offsets and marks, and
     reports the whole input as one more "partition" to the idle clock, by the rule of
     `runtime.liveness` (how late it can err is written there).
     """
 
     def __init__(self, settings: Settings, partitions: int, clock: IdleClock = IDLE_CLOCK,
-                 interval_s: float = 1.0, watch: Optional[CommitWatch] = None):
+                 interval_s: float = 0.5, watch: Optional[CommitWatch] = None):
         super().__init__(name="clickstream-cluster-progress", daemon=True)
         self._settings = settings
         self._partitions = partitions

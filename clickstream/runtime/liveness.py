@@ -17,18 +17,22 @@ since that source's previous commit (its snapshot interval, measured: the flow n
 The rule (`CommitWatch.caught_up`), for each partition:
 - its committed offset has reached its end offset: caught up, whatever the metadata (an input
   that pauses; commits of a version without marks);
-- otherwise only when its newest mark is live and fresh: first seen by this watcher less than
-  1.5 intervals + `SLACK_S` ago. A mark already there when the watcher started has no known age
-  (it may come from a process that has since died and now replays its backlog): not fresh.
+- otherwise only when its newest mark is live and fresh: first seen by this watcher at most
+  1.25 intervals + `SLACK_S` ago. A mark already there when the watcher started has no known
+  age (it may come from a process that has since died and now replays its backlog): not fresh.
 
-Invariant: a partition counts as caught up only if it was read live at a commit that became
-visible at most 1.5 intervals + SLACK_S ago. So the clock can run into another process's
-fresh backlog for at most that long plus one watcher poll (4.5 s with `-s 1`, 10.5 s with
-`-s 5`), and a process that stops committing (stalled, or gone) stops every clock within the
-same time. Then an event can come late only if it waited that long behind another process's
-backlog, as with Flink's source idleness timeout; the dead-letter topic gets it, never a
-window already emitted. Steady traffic keeps the marks fresh: the next commit is seen about
-one interval after the last one.
+Invariant: a partition counts as caught up only if it was read live at a commit that this
+watcher first saw at most 1.25 intervals + SLACK_S ago. The watcher looks every 0.5 s, so it
+sees a commit, and later its staleness, each at most one look late: the clock can run into
+another process's fresh backlog for at most 1.25 intervals + SLACK_S + 1 s (3.75 s with
+`-s 1`, 8.75 s with `-s 5`), and a process that stops committing (stalled, or gone) stops
+every clock within that time. A window closes on idle time no sooner than the allowed
+lateness L after its key's newest event, so while L is above that bound (the default 10 s is,
+with `-s 5`) no window closes on time counted into another process's backlog. With L below
+it, an event held up that long can come late, as with Flink's source idleness: the dead-letter
+topic gets it, and no window already emitted changes. Steady traffic keeps the marks fresh: the next commit is
+seen one interval after the last one, give or take a look and the snapshot's jitter (a
+quarter of an interval + 1 s is allowed for both).
 """
 
 import time
@@ -36,8 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 PREFIX = "cs1"
-FRESH_INTERVALS = 1.5
-SLACK_S = 2.0  # the watcher's poll, the commit's own delay, a snapshot that runs long
+FRESH_INTERVALS = 1.25
+SLACK_S = 1.5  # a look's delay, the commit's own, a snapshot that starts late
 
 
 @dataclass(frozen=True)
