@@ -6,8 +6,9 @@ import threading
 import time
 from typing import Optional
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (ConsumerGroupTopicPartitions, IsolationLevel, KafkaException,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from clickstream.io.kafka import METADATA_TIMEOUT_S, client_config
 from clickstream.runtime.exits import RESTART_STATUS, stop
@@ -69,26 +70,29 @@ class ClusterProgress(threading.Thread):
 
     _KEY = ("cluster", -1)
 
-    def caught_up(self, admin: AdminClient, consumer: Consumer) -> bool:
+    def caught_up(self, admin: AdminClient) -> bool:
         topic = self._settings.input_topic
         wanted = [TopicPartition(topic, p) for p in range(self._partitions)]
         request = ConsumerGroupTopicPartitions(self._settings.consumer_group, wanted)
         result = admin.list_consumer_group_offsets([request])[self._settings.consumer_group]
         committed = {tp.partition: (tp.offset, tp.metadata)
                      for tp in result.result(timeout=METADATA_TIMEOUT_S).topic_partitions}
+        # One request for every partition's end; read_committed, as the sources read: an open
+        # transaction's records are not there to be read yet.
+        ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in wanted},
+                                  isolation_level=IsolationLevel.READ_COMMITTED,
+                                  request_timeout=METADATA_TIMEOUT_S)
         looks = {}
-        for tp in wanted:
-            _, end = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+        for tp, future in ends.items():
             offset, metadata = committed.get(tp.partition, (-1, None))
-            looks[tp.partition] = (offset, end, metadata)
+            looks[tp.partition] = (offset, future.result().offset, metadata)
         return self._watch.caught_up(looks)
 
     def run(self) -> None:
         admin = AdminClient(client_config(self._settings))
-        consumer = Consumer(client_config(self._settings, **{"group.id": "clickstream-progress"}))
         while True:
             try:
-                caught_up = self.caught_up(admin, consumer)
+                caught_up = self.caught_up(admin)
             except Exception as exc:  # the broker is away: assume a backlog
                 log.debug("cluster progress unknown: %s", exc)
                 caught_up = False

@@ -222,3 +222,49 @@ def test_a_quiet_users_windows_close_on_idle_while_other_users_keep_a_cluster_bu
     assert_matches(topics, inputs, window_ms=1000, lateness_ms=5000, session_gap_ms=2000,
                    session_max_ms=600_000)
     print(f"quiet users' windows readable {took:.1f} s after their events")
+
+
+def test_the_cluster_watcher_reads_marks_and_ends_from_the_broker(brokers):
+    """ClusterProgress.caught_up against the real broker: the group's committed offsets with
+    their metadata, the partitions' read_committed ends, and the rule of runtime.liveness."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from clickstream.io.watchers import ClusterProgress
+    from clickstream.runtime.liveness import CommitWatch, Mark
+    from clickstream.runtime.progress import IdleClock
+    from clickstream.runtime.settings import Settings
+
+    topics = make_topics(brokers)
+    group = f"watcher-{topics.input}"
+    settings = Settings.from_env(topics.env(CLICKSTREAM_CONSUMER_GROUP=group))
+    t = [0.0]
+    watcher = ClusterProgress(settings, 2, clock=IdleClock(),
+                              watch=CommitWatch(monotonic=lambda: t[0]))
+    admin = AdminClient({"bootstrap.servers": brokers})
+    committer = Consumer({"bootstrap.servers": brokers, "group.id": group,
+                          "enable.auto.commit": False})
+
+    def commit(offset, mark=None):
+        first = (TopicPartition(topics.input, 0, offset, metadata=mark.encode()) if mark
+                 else TopicPartition(topics.input, 0, offset))
+        committer.commit(offsets=[first, TopicPartition(topics.input, 1, 0)], asynchronous=False)
+
+    def record(i):
+        return (b"u", json.dumps({"user_id": "u", "event_type": "click", "url": "/",
+                                  "ts": 1767225600000 + i}).encode(), 0)
+
+    produce(brokers, topics.input, [record(i) for i in range(3)])
+    assert not watcher.caught_up(admin)  # nothing committed yet
+    commit(3)
+    assert watcher.caught_up(admin)  # at the end of both partitions, no mark needed
+    produce(brokers, topics.input, [record(i) for i in range(3, 5)])
+    assert not watcher.caught_up(admin)  # behind its end, without a mark
+    t[0] = 1.0
+    commit(3, Mark("a.1", 1000, True))
+    assert watcher.caught_up(admin)  # behind, but live at a commit just seen
+    t[0] = 1.0 + 1.25 + 1.5 + 0.01
+    assert not watcher.caught_up(admin)  # that commit is too old now
+    commit(4, Mark("a.2", 1000, False))
+    assert not watcher.caught_up(admin)  # fresh, but it was behind at that commit
+    committer.close()
