@@ -66,6 +66,7 @@ class ClusterProgress(threading.Thread):
         self._clock = clock
         self._interval = interval_s
         self._watch = watch or CommitWatch()
+        self._failures = 0
         self._clock.report(self._KEY, False, confirms=False)  # not caught up until shown to be
 
     _KEY = ("cluster", -1)
@@ -88,13 +89,27 @@ class ClusterProgress(threading.Thread):
             looks[tp.partition] = (offset, future.result().offset, metadata)
         return self._watch.caught_up(looks)
 
+    _WARN_AFTER = 20  # failed looks in a row (10 s) before saying so: a broker restart is shorter
+
+    def look(self, admin: AdminClient) -> bool:
+        """One look; a failure counts as a backlog (the clock stops), and a failure that lasts
+        is logged once, since quiet users' windows wait meanwhile."""
+        try:
+            caught_up = self.caught_up(admin)
+        except Exception as exc:
+            self._failures += 1
+            if self._failures == self._WARN_AFTER:
+                log.warning("cluster progress unknown for %d looks (%s); idle closing waits "
+                            "until the consumer group %s can be read", self._failures, exc,
+                            self._settings.consumer_group)
+            return False
+        if self._failures >= self._WARN_AFTER:
+            log.warning("cluster progress readable again after %d failed looks", self._failures)
+        self._failures = 0
+        return caught_up
+
     def run(self) -> None:
         admin = AdminClient(client_config(self._settings))
         while True:
-            try:
-                caught_up = self.caught_up(admin)
-            except Exception as exc:  # the broker is away: assume a backlog
-                log.debug("cluster progress unknown: %s", exc)
-                caught_up = False
-            self._clock.report(self._KEY, caught_up, confirms=False)
+            self._clock.report(self._KEY, self.look(admin), confirms=False)
             time.sleep(self._interval)
