@@ -148,12 +148,12 @@ def judge(rate: int, seen: Dict[tuple, tuple], expected: Dict[tuple, int], began
                   percentile(latencies, 0.99), percentile(tail, 0.99), missing, wrong)
     if not latencies or not tail:
         trial.why = "no windows closed in the judged span"
+    elif missing or wrong:  # before the p99s, which missing windows make infinite
+        trial.why = f"{missing:,} windows never readable, {wrong:,} with wrong counts"
     elif trial.p99_s >= P99_LIMIT_S:
         trial.why = f"p99 {trial.p99_s:.2f} s"
     elif trial.tail_p99_s >= P99_LIMIT_S:
         trial.why = f"p99 of the last {TAIL_S} s {trial.tail_p99_s:.2f} s: falling behind"
-    elif missing or wrong:
-        trial.why = f"{missing:,} windows never readable, {wrong:,} with wrong counts"
     else:
         trial.ok, trial.why = True, "held"
     return trial
@@ -357,6 +357,18 @@ def search(system: LiveSystem, brokers: str, start: int, seconds: int = TRIAL_S,
             "trials": [asdict(t) for t in trials]}
 
 
+def finite(value):
+    """`value` with every infinite or NaN float as None: JSON has no Infinity (a trial with
+    windows never readable has an infinite p99), and strict readers refuse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def _s(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
@@ -386,8 +398,8 @@ def main(argv=None) -> int:
         results.append(search(system, args.brokers, args.start, args.seconds, args.bisections,
                               args.snapshot, report=lambda line: print(line, flush=True)))
         args.results.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"when": when, "machine": {"cores": os.cpu_count()},
-                                    "live_rate": results}, indent=1) + "\n")
+        path.write_text(json.dumps(finite({"when": when, "machine": {"cores": os.cpu_count()},
+                                           "live_rate": results}), indent=1) + "\n")
     for r in results:
         print(f"{r['system']}: {r['rate'] or 0:,}/s held for {r['seconds']} s; "
               f"{r['first_failed'] or 0:,}/s failed")

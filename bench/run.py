@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     results = args.results.resolve()
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{report['when'].replace(':', '')}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path.write_text(json.dumps(live_rate.finite(report), indent=2))
     table = render(report)
     (results / "latest.md").write_text(table + "\n")
     print("\n" + table)

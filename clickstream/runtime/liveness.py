@@ -29,10 +29,10 @@ another process's fresh backlog for at most 1.25 intervals + SLACK_S + 1 s (3.75
 every clock within that time. A window closes on idle time no sooner than the allowed
 lateness L after its key's newest event, so while L is above that bound (the default 10 s is,
 with `-s 5`) no window closes on time counted into another process's backlog. With L below
-it, an event held up that long can come late, as with Flink's source idleness: the dead-letter
-topic gets it, and no window already emitted changes. Steady traffic keeps the marks fresh: the next commit is
-seen one interval after the last one, give or take a look and the snapshot's jitter (a
-quarter of an interval + 1 s is allowed for both).
+it, an event held up that long can come late, as with Flink's source idleness: the
+dead-letter topic gets it, and no window already emitted changes. Steady traffic keeps the
+marks fresh: the next commit is seen one interval after the last one, give or take a look and
+the snapshot's jitter (a quarter of an interval + 1 s is allowed for both).
 """
 
 import time
