@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from typing import Dict, List, Optional, Tuple
 
-from bench.systems import LATENESS_MS, ROOT, WINDOW_MS, job_env, scratch_topics
+from bench.systems import LATENESS_MS, ROOT, WINDOW_MS, job_env, job_topics
 
 SECONDS = 40
 METRICS_PORT = 3030
@@ -50,15 +50,13 @@ def quantile(q: float, cumulative: List[Tuple[float, float]]) -> Optional[float]
 def measure(brokers: str, rate: int, snapshot_s: int, extra_env: Optional[dict] = None) -> dict:
     tag = uuid.uuid4().hex[:8]
     # Sessions on, as by default (and the service's default gap and max): a fresh topic for them.
-    topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
-    with scratch_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2,
-                                  topics["dlq"]: 2, topics["session"]: 2}):
+    with job_topics(brokers, "bench-live", tag) as topics:
         return _measure(brokers, rate, snapshot_s, extra_env, tag, topics)
 
 
 def _measure(brokers: str, rate: int, snapshot_s: int, extra_env: Optional[dict], tag: str,
              topics: Dict[str, str]) -> dict:
-    env = job_env(brokers, dict(topics, input=topics["in"]), f"bench-live-{tag}",
+    env = job_env(brokers, topics, f"bench-live-{tag}",
                   **(extra_env or {}))
     store = tempfile.mkdtemp(prefix="bench-live-", dir=ROOT / ".local" / "bench")
     log = open(ROOT / ".local" / "bench" / "logs" / f"live-{tag}.log", "w")

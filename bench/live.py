@@ -53,8 +53,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.outputs import event_ms, records
-from bench.systems import (LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, job_env, prepare,
-                           scratch_topics)
+from bench.systems import (LATENESS_MS, LOGS, PY, ROOT, WINDOW_MS, finite, job_env, job_topics,
+                           prepare)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -260,16 +260,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 def trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s: int) -> Trial:
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"bench-live-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
-    with scratch_topics(brokers, {topics["in"]: INPUT_PARTITIONS, topics["user"]: 2,
-                                  topics["page"]: 2, topics["dlq"]: 2, topics["session"]: 2}):
+    with job_topics(brokers, "bench-live", tag, INPUT_PARTITIONS) as topics:
         return _trial(system, brokers, rate, seconds, snapshot_s, tag, topics)
 
 
 def _trial(system: LiveSystem, brokers: str, rate: int, seconds: int, snapshot_s: int, tag: str,
            topics: Dict[str, str]) -> Trial:
     group = f"bench-live-{tag}"
-    env = job_env(brokers, dict(topics, input=topics["in"]), group, BENCH_SESSION_TOPIC="",
+    env = job_env(brokers, topics, group, BENCH_SESSION_TOPIC="",
                   BENCH_EVENTS=0, BENCH_TIMING_FILE=os.devnull, **system.env)
     LOGS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"bench-live-{tag}-", dir=ROOT / ".local" / "bench"))
@@ -355,18 +353,6 @@ def search(system: LiveSystem, brokers: str, start: int, seconds: int = TRIAL_S,
             bad = middle
     return {"system": system.name, "rate": good, "first_failed": bad, "seconds": seconds,
             "trials": [asdict(t) for t in trials]}
-
-
-def finite(value):
-    """`value` with every infinite or NaN float as None: JSON has no Infinity (a trial with
-    windows never readable has an infinite p99), and strict readers refuse it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def _s(value: Optional[float]) -> str:

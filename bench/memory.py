@@ -18,7 +18,7 @@ import orjson
 from confluent_kafka import Producer
 
 from bench import outputs
-from bench.systems import ROOT, job_env, scratch_topics
+from bench.systems import ROOT, job_env, job_topics
 
 USERS = 1_000_000
 START_MS = 1767225600000
@@ -48,15 +48,13 @@ def measure(brokers: str, sessions: bool = True) -> dict:
     """With `sessions` (the default: the service's gap and max) each user also holds an open
     session; without, the window state alone (the figure before sessions existed)."""
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"bench-mem-{k}-{tag}" for k in ("in", "user", "page", "dlq", "session")}
-    with scratch_topics(brokers, {topics["in"]: 4, topics["user"]: 2, topics["page"]: 2,
-                                  topics["dlq"]: 2, topics["session"]: 2}):
+    with job_topics(brokers, "bench-mem", tag) as topics:
         return _measure(brokers, sessions, tag, topics)
 
 
 def _measure(brokers: str, sessions: bool, tag: str, topics: Dict[str, str]) -> dict:
     load(brokers, topics["in"])
-    env = job_env(brokers, dict(topics, input=topics["in"]), f"bench-mem-{tag}",
+    env = job_env(brokers, topics, f"bench-mem-{tag}",
                   CLICKSTREAM_BOUNDED="1",
                   CLICKSTREAM_SESSION_TOPIC=topics["session"] if sessions else "")
     store = tempfile.mkdtemp(prefix="bench-mem-", dir=ROOT / ".local" / "bench")

@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 
 from bench import latency, live as live_rate, memory, outputs
 from bench.systems import (LATENESS_MS, POSTGRES_DSN, ROOT, SESSIONS_OFF, WINDOW_MS, all_systems,
-                           create_topics, delete_topics, prepare, run_once, session_gap_ms,
+                           create_topics, delete_topics, finite, prepare, run_once, session_gap_ms,
                            session_max_ms)
 from clickstream.tools.generator import GeneratorConfig, generate
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     results = args.results.resolve()
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{report['when'].replace(':', '')}.json"
-    path.write_text(json.dumps(live_rate.finite(report), indent=2))
+    path.write_text(json.dumps(finite(report), indent=2))
     table = render(report)
     (results / "latest.md").write_text(table + "\n")
     print("\n" + table)

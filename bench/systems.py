@@ -8,6 +8,7 @@ the group's committed offsets, polled here (`offsets_timing`).
 
 import glob
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -159,14 +160,20 @@ def delete_topics(brokers: str, names) -> None:
             print(f"bench: could not delete topic {name}: {exc}", file=sys.stderr)
 
 
+JOB_TOPICS = ("in", "user", "page", "dlq", "session")
+
+
 @contextmanager
-def scratch_topics(brokers: str, names: Dict[str, int]):
-    """Topics (name: partitions) that live for one job: created, then deleted."""
-    create_topics(brokers, names)
+def job_topics(brokers: str, prefix: str, tag: str, input_partitions: int = 4):
+    """A job's topics, {kind: name} for each of JOB_TOPICS (`<prefix>-<kind>-<tag>`, outputs
+    with 2 partitions), created for the job and deleted after it, whatever its end."""
+    topics = {kind: f"{prefix}-{kind}-{tag}" for kind in JOB_TOPICS}
+    create_topics(brokers, {name: input_partitions if kind == "in" else 2
+                            for kind, name in topics.items()})
     try:
-        yield
+        yield topics
     finally:
-        delete_topics(brokers, names)
+        delete_topics(brokers, topics.values())
 
 
 def create_topics(brokers: str, names: Dict[str, int]) -> None:
@@ -242,15 +249,27 @@ class Run:
         return self.consumed / self.steady_s if self.steady_s else None
 
 
+def finite(value):
+    """`value` with every infinite or NaN float as None: JSON has no Infinity (a trial with
+    windows never readable has an infinite p99), and strict readers refuse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def job_env(brokers: str, topics: Dict[str, str], group: str, **extra) -> Dict[str, str]:
     """The environment of one job: ours reads CLICKSTREAM_*, a peer BENCH_* (its CONTRACT.md),
-    both the same topics, group, window and lateness. `topics`: input, user, page, dlq,
-    session; `extra`: more variables, or these overridden."""
+    both the same topics, group, window and lateness. `topics`: {kind: name} of JOB_TOPICS;
+    `extra`: more variables, or these overridden."""
     env = dict(os.environ,
-               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=topics["input"], BENCH_GROUP=group,
+               BENCH_BROKERS=brokers, BENCH_INPUT_TOPIC=topics["in"], BENCH_GROUP=group,
                BENCH_USER_TOPIC=topics["user"], BENCH_PAGE_TOPIC=topics["page"],
                BENCH_WINDOW_MS=str(WINDOW_MS), BENCH_LATENESS_MS=str(LATENESS_MS),
-               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=topics["input"],
+               CLICKSTREAM_BROKERS=brokers, CLICKSTREAM_INPUT_TOPIC=topics["in"],
                CLICKSTREAM_USER_TOPIC=topics["user"], CLICKSTREAM_PAGE_TOPIC=topics["page"],
                CLICKSTREAM_DLQ_TOPIC=topics["dlq"], CLICKSTREAM_SESSION_TOPIC=topics["session"],
                CLICKSTREAM_CONSUMER_GROUP=group,
@@ -272,7 +291,7 @@ def run_once(system: System, brokers: str, input_topic: str, events: int,
     work = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-", dir=ROOT / ".local" / "bench"))
     timing_file = work / "timing"
     group = f"bench-{tag}"
-    env = job_env(brokers, dict(topics, input=input_topic), group,
+    env = job_env(brokers, dict(topics, **{"in": input_topic}), group,
                   BENCH_SESSION_TOPIC=topics["session"] if sessions else "",
                   BENCH_SESSION_GAP_MS=gap_ms, BENCH_EVENTS=events, BENCH_TIMING_FILE=timing_file,
                   CLICKSTREAM_SESSION_GAP_SECONDS=gap_ms / 1000,

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bench import latency, outputs
-from tests.integration.conftest import brokers  # noqa: F401 (the broker fixture)
 from clickstream.tools.generator import GeneratorConfig, generate
 
 METRICS = """\
@@ -146,7 +145,7 @@ def test_results_files_carry_no_path_of_the_machine_they_ran_on():
 def test_every_job_gets_the_same_topics_group_window_and_lateness_under_both_names():
     from bench.systems import job_env
 
-    topics = {"input": "in-1", "user": "u-1", "page": "p-1", "dlq": "d-1", "session": "s-1"}
+    topics = {"in": "in-1", "user": "u-1", "page": "p-1", "dlq": "d-1", "session": "s-1"}
     env = job_env("b:9", topics, "g-1", BENCH_EVENTS=0, CLICKSTREAM_SESSION_TOPIC="")
     pairs = [("BROKERS", "BROKERS", "b:9"), ("INPUT_TOPIC", "INPUT_TOPIC", "in-1"),
              ("USER_TOPIC", "USER_TOPIC", "u-1"), ("PAGE_TOPIC", "PAGE_TOPIC", "p-1"),
@@ -161,17 +160,21 @@ def test_every_job_gets_the_same_topics_group_window_and_lateness_under_both_nam
 
 
 @pytest.mark.integration
-def test_scratch_topics_are_gone_after_the_job_even_when_it_fails(brokers):
+def test_a_jobs_topics_are_gone_after_it_even_when_it_fails(brokers):
     from confluent_kafka.admin import AdminClient
 
-    from bench.systems import scratch_topics
+    from bench.systems import JOB_TOPICS, job_topics
 
-    names = {f"bench-scratch-{n}-{uuid.uuid4().hex[:8]}": 2 for n in ("a", "b")}
     admin = AdminClient({"bootstrap.servers": brokers})
+    tag = uuid.uuid4().hex[:8]
     with pytest.raises(RuntimeError):
-        with scratch_topics(brokers, names):
-            assert set(names) <= set(admin.list_topics(timeout=10).topics)
+        with job_topics(brokers, "bench-scratch", tag, 3) as topics:
+            assert sorted(topics) == sorted(JOB_TOPICS)
+            meta = admin.list_topics(timeout=10).topics
+            assert {kind: len(meta[name].partitions) for kind, name in topics.items()} == {
+                "in": 3, "user": 2, "page": 2, "dlq": 2, "session": 2}
             raise RuntimeError("the job failed")
+    names = set(topics.values())
 
     def gone():
         return not set(names) & set(admin.list_topics(timeout=10).topics)
