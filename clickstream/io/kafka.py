@@ -10,7 +10,7 @@ import time
 from typing import Dict, Iterable, List, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from clickstream.runtime import exits
 from clickstream.runtime.settings import KAFKA_PREFIX, Settings, SettingsError
@@ -95,16 +95,33 @@ def create_topics(settings: Settings, partitions: int, topics: Optional[Iterable
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    # A created topic is not usable until its partitions have leaders; a client that looks
-    # sooner is told "unknown topic" (seen once in `make demo`).
-    deadline = time.monotonic() + 3 * METADATA_TIMEOUT_S
-    while created and time.monotonic() < deadline:
-        topics_now = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
-        if all(t in topics_now and topics_now[t].error is None and topics_now[t].partitions
-               and all(p.leader >= 0 for p in topics_now[t].partitions.values()) for t in created):
-            break
-        time.sleep(0.2)
+    if created:
+        wait_until_served(admin, created, 3 * METADATA_TIMEOUT_S)
     return created
+
+
+def wait_until_served(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> bool:
+    """Wait until every partition of the just created `topics` has a leader that serves it;
+    True once they do. A client that looks sooner is told "unknown topic" (seen once in
+    `make demo`) or, while the metadata already names a leader that does not serve the
+    partition yet, NOT_LEADER_FOR_PARTITION (seen once in CI): so ask for offsets too."""
+    names = list(topics)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
+        if all(t in meta and meta[t].error is None and meta[t].partitions
+               and all(p.leader >= 0 for p in meta[t].partitions.values()) for t in names):
+            wanted = {TopicPartition(t, p): OffsetSpec.latest()
+                      for t in names for p in meta[t].partitions}
+            try:
+                for future in admin.list_offsets(wanted,
+                                                 request_timeout=METADATA_TIMEOUT_S).values():
+                    future.result()
+                return True
+            except KafkaException:
+                pass  # not served yet: look again
+        time.sleep(0.2)
+    return False
 
 
 def end_offsets(settings: Settings, partitions: Dict[str, int], topics: Iterable[str]) -> Offsets:

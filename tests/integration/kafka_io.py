@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from clickstream.io.kafka import wait_until_served
 from tests.integration.oracle import Message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,29 +57,10 @@ def make_topics(brokers: str, input_partitions: int = 2, output_partitions: int 
     ])
     for future in futures.values():
         future.result(timeout=30)
-    _wait_for_metadata(admin, [topics.input, topics.user, topics.page, topics.dlq, topics.sessions])
+    names = [topics.input, topics.user, topics.page, topics.dlq, topics.sessions]
+    if not wait_until_served(admin, names, 30):
+        raise AssertionError(f"topics {names} never became ready")
     return topics
-
-
-def _wait_for_metadata(admin: AdminClient, names: List[str]) -> None:
-    """Until every partition has a leader in the metadata *and* answers for its offsets: the
-    metadata can name a leader a moment before that broker serves the partition, and a
-    reader then got NOT_LEADER_FOR_PARTITION (seen once in CI, right after make_topics)."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        meta = admin.list_topics(timeout=10).topics
-        if all(n in meta and meta[n].partitions and all(
-                p.leader >= 0 for p in meta[n].partitions.values()) for n in names):
-            wanted = {TopicPartition(n, p): OffsetSpec.latest()
-                      for n in names for p in meta[n].partitions}
-            try:
-                for future in admin.list_offsets(wanted, request_timeout=10).values():
-                    future.result()
-                return
-            except KafkaException:
-                pass  # not served yet: look again
-        time.sleep(0.2)
-    raise AssertionError(f"topics {names} never became ready")
 
 
 def produce(brokers: str, topic: str, items: Iterable[Tuple[Optional[bytes], Optional[bytes], int]]
