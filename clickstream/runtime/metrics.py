@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily
 
-from clickstream.runtime.progress import EventTimeWatermark
+from clickstream.runtime.progress import IDLE_CLOCK, EventTimeWatermark, IdleClock
 
 # From "on time" to "someone should look": emits wait for the epoch commit (-s), so the
 # buckets reach well past the usual 1-10 s snapshot intervals.
@@ -45,11 +46,14 @@ class Metrics:
     sessions_converted: Counter
     sessions_open: Gauge
     session_duration: Histogram
+    idle_clock: "IdleClockSeconds"
     watermark: EventTimeWatermark
 
     @classmethod
-    def build(cls, registry: CollectorRegistry) -> "Metrics":
+    def build(cls, registry: CollectorRegistry, clock: IdleClock = IDLE_CLOCK) -> "Metrics":
         watermark = EventTimeWatermark()
+        idle_clock = IdleClockSeconds(clock)
+        registry.register(idle_clock)
         event_time_lag = Gauge(
             "clickstream_event_time_lag_seconds",
             "Wall clock minus this process's event-time watermark", registry=registry)
@@ -119,6 +123,7 @@ class Metrics:
                 "clickstream_session_duration_seconds",
                 "Emitted sessions' duration: last event time minus first",
                 buckets=SESSION_DURATION_BUCKETS, registry=registry),
+            idle_clock=idle_clock,
             watermark=watermark,
         )
         # Series that exist from the start read 0 instead of "no data" in alerts and panels.
@@ -128,6 +133,22 @@ class Metrics:
             metrics.keys.labels(output)
             metrics.keys_expired.labels(output)
         return metrics
+
+
+class IdleClockSeconds:
+    """`clickstream_idle_clock_seconds_total`, read from the process's idle clock at scrape
+    time: its rate is the share of time the clock runs. Windows and sessions of quiet keys
+    close only on this clock, so a rate of 0 while the consumer lag is near 0 is why they
+    wait (in a cluster: some process reports a backlog, see runtime/liveness.py)."""
+
+    def __init__(self, clock: IdleClock):
+        self._clock = clock
+
+    def collect(self):
+        yield CounterMetricFamily(
+            "clickstream_idle_clock_seconds",
+            "Seconds this process's idle clock ran: its input and the cluster's were caught up, "
+            "so windows and sessions of quiet keys could close", value=self._clock.now_ms() / 1000)
 
 
 METRICS = Metrics.build(REGISTRY)

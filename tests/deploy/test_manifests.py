@@ -391,7 +391,7 @@ def test_compose_prometheus_config_is_valid_and_scrapes_both_processes():
                             capture_output=True, text=True, timeout=60)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "SUCCESS: 1 rule files found" in out and "SUCCESS: 6 rules found" in out, out
+    assert "SUCCESS: 1 rule files found" in out and "SUCCESS: 7 rules found" in out, out
     config = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
     [job] = config["scrape_configs"]
     assert job["job_name"] == "clickstream"  # alerts.yml: up{job="clickstream"}

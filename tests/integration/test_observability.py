@@ -95,8 +95,11 @@ def test_metrics_consumer_group_and_dashboard_queries_on_a_live_run(topics, tmp_
         assert emitted > 0 and value(samples, "clickstream_session_duration_seconds_count") > 0
         assert value(samples, "clickstream_sessions_bounced_total") <= emitted
         assert value(samples, "clickstream_sessions_converted_total") <= emitted
+        idle = value(samples, "clickstream_idle_clock_seconds_total")
         time.sleep(2)  # the last epoch's commit
         samples = scrape()
+        # The input is idle now, so the idle clock (which closed the last windows) runs on.
+        assert value(samples, "clickstream_idle_clock_seconds_total") > idle + 1.0 > 1.0
         for topic, count in ((topics.user, len(expected.user)), (topics.page, len(expected.page)),
                              (topics.dlq, len(expected.dead))):
             assert value(samples, "clickstream_records_produced_total", topic=topic) == count

@@ -5,6 +5,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clickstream.runtime.metrics import METRICS, SESSION_DURATION_BUCKETS, Metrics, observe_many
+from clickstream.runtime.progress import IdleClock
 
 
 def scraped(registry: CollectorRegistry) -> dict:
@@ -56,13 +57,34 @@ def test_session_metrics_count_what_they_are_given():
     assert value("clickstream_session_duration_seconds_bucket", {"le": "86400.0"}) == 4
 
 
-def test_the_service_registry_holds_the_session_metrics():
+def test_the_idle_clock_counter_reads_the_clock_at_each_scrape():
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=60, flicker_s=0)
+    registry = CollectorRegistry()
+    Metrics.build(registry, clock)
+    value = lambda: registry.get_sample_value("clickstream_idle_clock_seconds_total")  # noqa: E731
+    assert value() == 0                    # stands still until the input reports
+    clock.report("p0", caught_up=True)
+    t[0] = 2.5
+    assert value() == 2.5                  # caught up: it runs
+    clock.report("p0", caught_up=False)
+    t[0] = 10.0
+    assert value() == 2.5                  # a backlog: it stands still, and the rate is 0
+    clock.report("p0", caught_up=True)
+    t[0] = 10.25
+    assert value() == 2.75
+    families = list(text_string_to_metric_families(generate_latest(registry).decode()))
+    assert [f.type for f in families if f.name == "clickstream_idle_clock_seconds"] == ["counter"]
+
+
+def test_the_service_registry_holds_the_session_and_idle_clock_metrics():
     from prometheus_client import REGISTRY
 
     assert METRICS.sessions_open.collect()[0].name == "clickstream_sessions_open"
     for name in ("clickstream_sessions_emitted_total", "clickstream_sessions_bounced_total",
                  "clickstream_sessions_converted_total", "clickstream_sessions_open",
-                 "clickstream_session_duration_seconds_count"):
+                 "clickstream_session_duration_seconds_count",
+                 "clickstream_idle_clock_seconds_total"):
         assert REGISTRY.get_sample_value(name) is not None, name
 
 
