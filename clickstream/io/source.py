@@ -207,8 +207,10 @@ class ClickPartition(StatefulSourcePartition):
             committed = (self._next if self._end is not None or self._held
                          else max(self._next, position))
             now = time.monotonic()
+            # The first interval runs from the source's start, not from a commit: never live
+            # (runtime/liveness.py).
             mark = Mark(f"{self._token}.{self._commits}", int((now - self._committed_at) * 1000),
-                        not self._clock.backlog(self._tp_key))
+                        self._commits > 0 and not self._clock.backlog(self._tp_key))
             self._commits += 1
             self._committed_at = now
             self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, committed,

@@ -12,7 +12,10 @@ So each commit also says, in its metadata, how its partition stood when it was m
 `cs1 <token> <interval_ms> <live>`. The token differs at every commit; the interval is the time
 since that source's previous commit (its snapshot interval, measured: the flow never learns
 `-s`); live is 1 when the partition did not stop its own process's idle clock
-(`IdleClock.backlog`: not behind for longer than a flicker).
+(`IdleClock.backlog`: not behind for longer than a flicker). A source's first commit has no
+previous one: its interval would run from the source's start, which can be far longer than a
+snapshot interval (a sink's read-back, a big restore), and the bound below would not hold, so
+its mark is never live; a cluster's clocks start at the second.
 
 The rule (`CommitWatch.caught_up`), for each partition:
 - its committed offset has reached its end offset: caught up, whatever the metadata (an input

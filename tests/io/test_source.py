@@ -198,3 +198,27 @@ def test_each_commit_carries_a_mark_of_whether_the_partition_was_read_live(monke
     assert (first.interval_ms, first.live, second.interval_ms, second.live) == (1500, False,
                                                                                 1000, True)
     assert first.token != second.token
+
+
+def test_a_sources_first_mark_is_never_live(monkeypatch):
+    """Its interval runs from the source's start, which may be far longer than a snapshot
+    interval (a sink's read-back): vouching with it would stretch the watcher's bound."""
+    commits = []
+
+    class Recording(FakeConsumer):
+        def commit(self, offsets, asynchronous):
+            commits.extend(Mark.decode(tp.metadata) for tp in offsets)
+
+    T = RECORD_TS
+    messages = [FakeMessage(offset, event("a", T + offset), T) for offset in range(3)]
+    monkeypatch.setattr(source, "Consumer", lambda config: Recording(messages))
+    monkeypatch.setattr(METRICS.watermark, "observe", lambda tp, newest: None)
+    now = [100.0]
+    monkeypatch.setattr(source.time, "monotonic", lambda: now[0])
+    part = source.ClickPartition(Settings.from_env({}), 0, None, IdleClock(), 100)
+    part.next_batch()  # reads all three: caught up before the first snapshot
+    now[0] = 160.0  # a minute of start-up
+    part.snapshot()
+    now[0] = 165.0
+    part.snapshot()
+    assert [(m.interval_ms, m.live) for m in commits] == [(60000, False), (5000, True)]
