@@ -1,10 +1,11 @@
 """`make demo`: the service end to end on a local broker and database for about half a minute.
 
 Starts Kafka and PostgreSQL (scripts/pg.sh, 127.0.0.1:PG_PORT) when none answers, recreates
-the four default topics and the database `clickstream_demo` (DEMO_DATABASE), runs the dataflow
+the default topics and the database `clickstream_demo` (DEMO_DATABASE), runs the dataflow
 live with both outputs (CLICKSTREAM_OUTPUTS=kafka,postgres; metrics on :3030, or the next free
 port) and the load generator at a steady rate, waits for the last windows to close on
-idleness, prints a sample of the results from the topics, the top pages from a SQL query and
+idleness, prints a sample of the results from the topics (user sessions too, with a session
+gap of DEMO_SESSION_GAP_S so that some end within the demo), the top pages from a SQL query and
 the rows per table, then stops everything it started. DEMO_KEEP_KAFKA=1 / DEMO_KEEP_POSTGRES=1
 leave running a server it started. Without PostgreSQL's server binaries installed, it runs
 with the Kafka output only.
@@ -40,7 +41,10 @@ PG_SERVER = f"postgresql://clickstream@127.0.0.1:{PG_PORT}"  # scripts/pg.sh's r
 # which starts over with the topic). DEMO_DATABASE=clickstream: the default DSN's database.
 DEMO_DATABASE = os.environ.get("DEMO_DATABASE", "clickstream_demo")
 DEMO_DSN = f"{PG_SERVER}/{DEMO_DATABASE}"
-TABLES = ("user_metrics", "page_metrics", "dead_letters")
+TABLES = ("user_metrics", "page_metrics", "dead_letters", "user_sessions")
+# Sessions end after this many seconds without an event, so that some end within the demo
+# (the service's default is 1800); CLICKSTREAM_SESSION_GAP_SECONDS, when set, wins.
+DEMO_SESSION_GAP_S = 5
 DB_ROWS_METRIC = 'clickstream_records_produced_total{topic="postgres:'  # rows committed, all tables
 TOP_PAGES_SQL = ("SELECT url, sum(views) AS views, sum(events) AS events, count(*) AS windows, "
                  "max(unique_users) AS peak_users FROM page_metrics "
@@ -185,6 +189,10 @@ def run(settings: Settings, use_postgres: bool) -> int:
         recreate_topics(settings)
         env = dict(os.environ, BYTEWAX_DATAFLOW_API_ENABLED="true",
                    BYTEWAX_DATAFLOW_API_PORT=str(METRICS_PORT), CLICKSTREAM_OUTPUTS="kafka")
+        env.setdefault("CLICKSTREAM_SESSION_GAP_SECONDS", str(DEMO_SESSION_GAP_S))
+        if settings.sessions:
+            print(f"demo: sessions end after {env['CLICKSTREAM_SESSION_GAP_SECONDS']} s without "
+                  "an event (CLICKSTREAM_SESSION_GAP_SECONDS; the service's default is 1800)")
         if use_postgres:
             print(f"demo: recreating database {DEMO_DATABASE} on 127.0.0.1:{PG_PORT} "
                   "(the dataflow creates its tables)")
@@ -225,8 +233,11 @@ def run(settings: Settings, use_postgres: bool) -> int:
         if generator.returncode != 0:
             print("demo: the generator failed", file=sys.stderr)
             return 1
-        wait = (settings.window_ms + settings.lateness_ms) / 1000 + 4
-        print(f"demo: waiting {wait:.0f} s for the last windows to close on idleness")
+        # A session closes on idle time about G + L after its last event, rounded up to a window.
+        gap_ms = float(env["CLICKSTREAM_SESSION_GAP_SECONDS"]) * 1000 if settings.sessions else 0
+        wait = (settings.window_ms + settings.lateness_ms + gap_ms) / 1000 + 4
+        print(f"demo: waiting {wait:.0f} s for the last windows{' and sessions' if gap_ms else ''} "
+              "to close on idleness")
         time.sleep(wait)
         consumed = scrape("clickstream_events_consumed_total")
         if flow.poll() is not None:
@@ -266,21 +277,34 @@ def report(settings: Settings, consumed: float, use_postgres: bool) -> int:
         print(f"  {r['url'][:40]:40} {r['window_start']:26} {r['views']:5} {r['events']:6} {r['unique_users']:5}")
     if dead:
         print(f"\na dead letter: {json.dumps(dead[0], ensure_ascii=False)[:200]}")
+    sessions = read_all(settings, settings.session_topic) if settings.sessions else []
+    if sessions:
+        share = lambda field: sum(r[field] for r in sessions) / len(sessions)  # noqa: E731
+        print(f"\n{len(sessions)} user sessions: {share('bounce'):.0%} bounced, "
+              f"{share('converted'):.0%} converted; the longest:")
+        print(f"  {'user_id':10} {'session_start':26} {'seconds':>7} {'events':>6} {'pages':>5}  "
+              "entry -> exit")
+        for r in sorted(sessions, key=lambda r: (-r["duration_ms"], r["user_id"]))[:5]:
+            print(f"  {r['user_id']:10} {r['session_start']:26} {r['duration_ms'] / 1000:7.1f} "
+                  f"{r['events']:6} {r['unique_pages']:5}  {r['entry_url']} -> {r['exit_url']}")
+    ok = bool(users and pages and (sessions or not settings.sessions))
     if not use_postgres:
-        return 0 if users and pages else 1
-    on_topics = {"user_metrics": len(users), "page_metrics": len(pages), "dead_letters": len(dead)}
+        return 0 if ok else 1
+    on_topics = {"user_metrics": len(users), "page_metrics": len(pages), "dead_letters": len(dead),
+                 "user_sessions": len(sessions)}
+    tables = TABLES if settings.sessions else TABLES[:3]
     with psycopg.connect(DEMO_DSN, connect_timeout=5) as conn:
-        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
         top = conn.execute(TOP_PAGES_SQL).fetchall()
     print(f"\nrows in PostgreSQL (psql {DEMO_DSN}):")
     print(f"  {'table':14} {'rows':>7}   {'records on its topic':>20}")
-    for table in TABLES:
+    for table in tables:
         print(f"  {table:14} {rows[table]:7}   {on_topics[table]:20}")
     print("\ntop pages over the run (SQL on page_metrics: views summed over all windows):")
     print(f"  {'url':40} {'views':>6} {'events':>6} {'windows':>7} {'peak users':>10}")
     for url, views, events, windows, peak in top:
         print(f"  {url[:40]:40} {views:6} {events:6} {windows:7} {peak:10}")
-    return 0 if users and pages and rows["user_metrics"] and rows["page_metrics"] else 1
+    return 0 if ok and all(rows[t] for t in tables if t != "dead_letters") else 1
 
 
 if __name__ == "__main__":
