@@ -97,3 +97,89 @@ def test_load(stored, origin, expected):
 def test_a_sink_state_of_an_unknown_format_is_refused(stored, words):
     with pytest.raises(ValueError, match=r"sink state of a format .*" + words.replace("(", r"\(")):
         SinkSnapshot.load(stored)
+
+
+class StartingProducer:
+    """A transactional producer whose init_transactions waits for `release` (a stand-in: the
+    start's order and what waits for it are the subject here, not Kafka)."""
+
+    release = None  # threading.Event, set by the test
+    failure = None  # an exception init_transactions raises instead
+    inits: list = []
+
+    def __init__(self, config):
+        self.config = config
+        self._reports = []
+
+    def init_transactions(self, timeout):
+        StartingProducer.inits.append(self.config["transactional.id"])
+        if StartingProducer.failure is not None:
+            raise StartingProducer.failure
+        assert StartingProducer.release.wait(10)
+
+    def begin_transaction(self):
+        pass
+
+    def produce(self, topic, value, key, partition, on_delivery, headers):
+        self._reports.append(on_delivery)
+
+    def poll(self, timeout=0):
+        reports, self._reports = self._reports, []
+        for offset, report in enumerate(reports):
+            report(None, type("Msg", (), {"offset": lambda self, o=offset: o})())
+
+    def commit_transaction(self, timeout=None):
+        self.poll()
+
+    def __len__(self):
+        return len(self._reports)
+
+
+@pytest.fixture
+def starting(monkeypatch):
+    import threading
+
+    from clickstream.io import sink
+    from clickstream.runtime.progress import IdleClock
+
+    StartingProducer.release, StartingProducer.failure = threading.Event(), None
+    StartingProducer.inits = []
+    monkeypatch.setattr(sink, "Producer", StartingProducer)
+    t = [0.0]
+    clock = IdleClock(monotonic=lambda: t[0], confirm_s=1e9, flicker_s=0)
+    monkeypatch.setattr(sink, "IDLE_CLOCK", clock)
+    clock.report("input-0", caught_up=True)  # the input alone would let the clock run
+    # Per-epoch commits: no Committer thread.
+    settings = Settings.from_env({"CLICKSTREAM_COMMIT_INTERVAL_SECONDS": "0"})
+    return RecordSink(settings, "out", 3), clock, t
+
+
+def test_transactional_partitions_start_side_by_side_holding_the_idle_clock(starting):
+    import time
+
+    sink, clock, t = starting
+    parts = [sink.build_part("out", f"{i:05d}", None) for i in range(3)]  # none waits
+    deadline = time.monotonic() + 10
+    while len(StartingProducer.inits) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(StartingProducer.inits) == [f"clickstream-out-{i}" for i in range(3)]
+    t[0] = 5.0
+    assert clock.now_ms() == 0  # three starts in flight: a slow start is not idle time
+    StartingProducer.release.set()
+    parts[0].write_batch([[Record("a", b"{}", "0", None)]])  # waits for its own start
+    assert parts[0].snapshot() == SinkSnapshot(1)
+    parts[1].snapshot()
+    parts[2].close()
+    now = clock.now_ms()
+    t[0] = 6.0
+    assert clock.now_ms() == now + 1000  # every start is done: the clock runs again
+
+
+def test_a_failed_start_is_raised_by_the_partitions_next_call(starting):
+    sink, clock, t = starting
+    StartingProducer.failure = RuntimeError("no broker in this test")
+    part = sink.build_part("out", "00000", None)
+    with pytest.raises(RuntimeError, match="no broker in this test"):
+        part.write_batch([[Record("a", b"{}", "0", None)]])
+    t[0] = 2.0
+    assert clock.now_ms() > 0  # and the clock is not held for ever by the failed start
