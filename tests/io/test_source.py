@@ -172,9 +172,9 @@ def test_a_partition_holds_back_what_runs_too_far_ahead_of_another_and_resumes_i
     assert alignment.limit("other") is None  # caught up: holds nobody back
 
 
-def test_each_commit_carries_a_mark_of_whether_the_partition_was_read_live(monkeypatch):
-    """What io.watchers.ClusterProgress reads: a new token at every commit, the time since the
-    previous commit, and live only once the partition has caught up."""
+def marking_partition(monkeypatch):
+    """A source partition of three messages starting at monotonic time 100 s, its commits
+    recorded: (partition, [(committed offset, Mark)], [monotonic time])."""
     commits = []
 
     class Recording(FakeConsumer):
@@ -187,38 +187,33 @@ def test_each_commit_carries_a_mark_of_whether_the_partition_was_read_live(monke
     monkeypatch.setattr(METRICS.watermark, "observe", lambda tp, newest: None)
     now = [100.0]
     monkeypatch.setattr(source.time, "monotonic", lambda: now[0])
-    part = source.ClickPartition(Settings.from_env({}), 0, None, IdleClock(), 100)
+    return source.ClickPartition(Settings.from_env({}), 0, None, IdleClock(), 100), commits, now
+
+
+def test_each_commit_carries_a_mark_of_whether_the_partition_was_read_live(monkeypatch):
+    """What io.watchers.ClusterProgress reads: a new token at every commit, the time since the
+    previous commit, and live only once the partition has caught up."""
+    part, commits, now = marking_partition(monkeypatch)
     now[0] = 101.5
     part.snapshot()  # built, not yet polled: a backlog
     part.next_batch()  # reads all three: caught up
     now[0] = 102.5
     part.snapshot()
-    assert [c[0] for c in commits] == [0, 3]
-    first, second = commits[0][1], commits[1][1]
-    assert (first.interval_ms, first.live, second.interval_ms, second.live) == (1500, False,
-                                                                                1000, True)
-    assert first.token != second.token
+    now[0] = 103.5
+    part.snapshot()
+    assert [c[0] for c in commits] == [0, 3, 3]
+    marks = [mark for _, mark in commits]
+    assert [(m.interval_ms, m.live) for m in marks] == [(1500, False), (1000, True), (1000, True)]
+    assert len({m.token for m in marks}) == 3
 
 
 def test_a_sources_first_mark_is_never_live(monkeypatch):
     """Its interval runs from the source's start, which may be far longer than a snapshot
     interval (a sink's read-back): vouching with it would stretch the watcher's bound."""
-    commits = []
-
-    class Recording(FakeConsumer):
-        def commit(self, offsets, asynchronous):
-            commits.extend(Mark.decode(tp.metadata) for tp in offsets)
-
-    T = RECORD_TS
-    messages = [FakeMessage(offset, event("a", T + offset), T) for offset in range(3)]
-    monkeypatch.setattr(source, "Consumer", lambda config: Recording(messages))
-    monkeypatch.setattr(METRICS.watermark, "observe", lambda tp, newest: None)
-    now = [100.0]
-    monkeypatch.setattr(source.time, "monotonic", lambda: now[0])
-    part = source.ClickPartition(Settings.from_env({}), 0, None, IdleClock(), 100)
+    part, commits, now = marking_partition(monkeypatch)
     part.next_batch()  # reads all three: caught up before the first snapshot
     now[0] = 160.0  # a minute of start-up
     part.snapshot()
     now[0] = 165.0
     part.snapshot()
-    assert [(m.interval_ms, m.live) for m in commits] == [(60000, False), (5000, True)]
+    assert [(m.interval_ms, m.live) for _, m in commits] == [(60000, False), (5000, True)]
