@@ -26,6 +26,8 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from clickstream.io.kafka import wait_until_served
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 LOGS = ROOT / ".local" / "bench" / "logs"
@@ -183,12 +185,7 @@ def create_topics(brokers: str, names: Dict[str, int]) -> None:
     new = [NewTopic(n, p, 1, config={"retention.ms": "-1"}) for n, p in names.items()]
     for future in admin.create_topics(new).values():
         future.result(timeout=30)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        known = admin.list_topics(timeout=10).topics
-        if all(n in known and not known[n].error for n in names):
-            return
-        time.sleep(0.2)
+    wait_until_served(admin, names, 30)  # as before, a job on topics not ready yet says so itself
 
 
 def end_offsets(brokers: str, topic: str) -> Dict[int, int]:
