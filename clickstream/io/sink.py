@@ -42,6 +42,8 @@ ID_HEADER = "clickstream-id"
 PRODUCER_CONFIG = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
                    "compression.type": "lz4"}
 COMMIT_TIMEOUT_S = 300.0  # a broker outage shorter than this is waited out
+CAUSE_WAIT_S = 5.0  # for the report of a failure's cause, when only purges came in yet
+PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 QUIET_S = 0.01  # no write for this long: the burst is over, commit (see Committer)
 Render = Callable[[str, int, int, list], bytes]  # a closed window's JSON: key, start, end, state
 
@@ -106,7 +108,7 @@ class _Partition(StatefulSinkPartition):
         self._emit_delay = METRICS.window_emit_delay.labels(output) if output else None
         self._closed_at: List[float] = []  # of the window records not yet committed / flushed
         self._queue_full = METRICS.producer_queue_full.labels(topic)
-        self._failures: List[str] = []
+        self._failures: List[KafkaError] = []
         self._state = WriterState(resumed)
         self._produced = METRICS.records_produced.labels(topic)
         self._errors = METRICS.produce_errors.labels(topic)
@@ -118,7 +120,7 @@ class _Partition(StatefulSinkPartition):
             self._state.acknowledged(msg.offset())
         else:
             self._errors.inc()
-            self._failures.append(err.str())
+            self._failures.append(err)
 
     def _produce(self, records: Iterable[Record]) -> None:
         produce = self._producer.produce
@@ -149,11 +151,25 @@ class _Partition(StatefulSinkPartition):
 
     def _check_failures(self) -> None:
         if self._failures:
+            cause = self._cause()  # may serve more reports: count after it
             stop(
                 f"{len(self._failures)} record(s) to {self._topic}[{self._partition}] were not "
-                f"delivered: {self._failures[0]}; stopping so a restart re-produces them from "
+                f"delivered: {cause.str()}; stopping so a restart re-produces them from "
                 "the last snapshot"
             )
+
+    def _cause(self) -> KafkaError:
+        """The failure to name. A refused record makes librdkafka purge what is still queued
+        in its transaction, and those reports ("Purged in queue") can be served before the
+        refusal's own (seen once in CI): they are its consequence, so wait briefly for it."""
+        deadline = time.monotonic() + CAUSE_WAIT_S
+        while True:
+            for err in self._failures:
+                if err.code() not in PURGED:
+                    return err
+            if time.monotonic() >= deadline or not len(self._producer):
+                return self._failures[0]
+            self._producer.poll(0.1)
 
     def _flush(self) -> None:
         while self._producer.flush(5.0) > 0:

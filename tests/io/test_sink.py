@@ -183,3 +183,35 @@ def test_a_failed_start_is_raised_by_the_partitions_next_call(starting):
         part.write_batch([[Record("a", b"{}", "0", None)]])
     t[0] = 2.0
     assert clock.now_ms() > 0  # and the clock is not held for ever by the failed start
+
+
+def test_a_refusal_is_named_even_when_the_purges_it_caused_are_reported_first(monkeypatch):
+    """A refused record fails its transaction and librdkafka purges the rest of the queue; the
+    purges' reports can be served first (seen once in CI). The stop names the refusal."""
+    from confluent_kafka import KafkaError
+
+    from clickstream.io import sink
+
+    refusal = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+
+    class Refusing:
+        def __init__(self, config):
+            self.pending = [refusal]  # the refusal's report, still to be served
+
+        def poll(self, timeout=0):
+            while self.pending:
+                part._on_delivery(self.pending.pop(), None)
+
+        def __len__(self):
+            return len(self.pending)
+
+    stops = []
+    monkeypatch.setattr(sink, "Producer", Refusing)
+    monkeypatch.setattr(sink, "stop", lambda message: stops.append(message))
+    settings = Settings.from_env({"CLICKSTREAM_DELIVERY": "at-least-once"})
+    part = RecordSink(settings, "out", 1).build_part("out", "00000", None)
+    for _ in range(2):
+        part._on_delivery(KafkaError(KafkaError._PURGE_QUEUE), None)
+    part._check_failures()
+    assert len(stops) == 1 and "3 record(s) to out[0] were not delivered: " in stops[0]
+    assert refusal.str() in stops[0] and "Purged" not in stops[0]
