@@ -45,8 +45,9 @@ run: $(VENV)/.installed ## the dataflow against CLICKSTREAM_BROKERS, recovery in
 cluster: $(VENV)/.installed ## PROCESSES local processes (-i/-a), metrics on 3030.., recovery in .local/recovery-cluster
 	$(PY) -m clickstream.cluster --processes $(PROCESSES) --recovery .local/recovery-cluster --snapshot 5
 
-test: $(VENV)/.installed ## the whole suite; starts Kafka itself when none answers
-	$(PY) -m pytest -q
+test: $(VENV)/.installed ## the whole suite: unit tests on 2 processes, then the integration tests one at a time (they start Kafka and PostgreSQL when none answers)
+	$(PY) -m pytest -q -m "not integration" -n 2
+	$(PY) -m pytest -q -m integration
 
 test-unit: $(VENV)/.installed ## tests that need no broker
 	$(PY) -m pytest -q -m "not integration"
