@@ -35,7 +35,7 @@ from clickstream.io.sink import Committer, NumberedSink
 from clickstream.io.sink_state import SinkSnapshot, WriterState
 from clickstream.runtime import faults
 from clickstream.runtime.exits import RESTART_STATUS, stop
-from clickstream.runtime.metrics import METRICS
+from clickstream.runtime.metrics import METRICS, observe_many
 from clickstream.runtime.progress import IDLE_CLOCK
 from clickstream.runtime.settings import Settings
 
@@ -237,9 +237,8 @@ class _TablePartition(StatefulSinkPartition):
         if self._closed_at:
             faults.reach("after-commit")
             if self._emit_delay is not None:
-                now = time.time()
-                for closed in self._closed_at:
-                    self._emit_delay.observe(now - closed)
+                now = time.time()  # one bucket increment per bucket and commit, not per record
+                observe_many(self._emit_delay, [now - closed for closed in self._closed_at])
             self._closed_at = []
 
     def _fail(self, doing: str, exc: psycopg.Error) -> None:

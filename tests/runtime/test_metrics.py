@@ -110,6 +110,20 @@ def test_observe_many_scrapes_like_one_observe_per_amount(amounts):
     assert values(many)["d_seconds_count"] == [({}, float(len(amounts)))]
 
 
+def test_observe_many_on_a_labelled_histogram_scrapes_like_one_observe_per_amount():
+    """The sinks' emit delay is a labelled histogram (one child per output)."""
+    one, many = CollectorRegistry(), CollectorRegistry()
+    amounts = [0.05, 0.25, 0.25, 3.0, 1e6]
+    single = Histogram("e_seconds", "e", ["output"], buckets=(0.1, 1.0), registry=one)
+    batched = Histogram("e_seconds", "e", ["output"], buckets=(0.1, 1.0), registry=many)
+    for amount in amounts:
+        single.labels("user").observe(amount)
+    observe_many(batched.labels("user"), amounts)
+    rows = {name: got for name, got in scraped(many).items() if "created" not in name}
+    assert rows == {name: got for name, got in scraped(one).items() if "created" not in name}
+    assert rows["e_seconds_bucket"][0] == ({"output": "user", "le": "0.1"}, 1.0)
+
+
 def test_observe_many_without_the_clients_bucket_values_observes_one_by_one():
     class Plain:
         def __init__(self):
