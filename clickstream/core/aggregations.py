@@ -5,7 +5,7 @@ before producing, so a closed window waits for its sink as its small state, not 
 """
 
 from clickstream.core import codec
-from clickstream.core.times import format_ts
+from clickstream.core.times import BOUND_TEXT, format_ts
 
 
 class Aggregation:
@@ -60,8 +60,8 @@ class UserEngagement(Aggregation):
     def result(self, key: str, start: int, end: int, state: list) -> dict:
         return {
             "user_id": key,
-            "window_start": format_ts(start),
-            "window_end": format_ts(end),
+            "window_start": BOUND_TEXT[start],
+            "window_end": BOUND_TEXT[end],
             "events": state[0],
             "page_views": state[1],
             "clicks": state[2],
@@ -104,8 +104,8 @@ class PageTraffic(Aggregation):
     def result(self, key: str, start: int, end: int, state: list) -> dict:
         return {
             "url": key,
-            "window_start": format_ts(start),
-            "window_end": format_ts(end),
+            "window_start": BOUND_TEXT[start],
+            "window_end": BOUND_TEXT[end],
             "views": state[0],
             "events": state[1],
             "unique_users": len(state[2]),

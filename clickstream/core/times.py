@@ -9,8 +9,9 @@ NEVER = -(2**62)  # before any event time: a watermark or a newest time that has
 
 def format_ts(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and Z, e.g. 2026-01-01T00:00:05.000Z."""
-    seconds, millis = divmod(ms, 1000)
-    return f"{_SECOND_PREFIXES[seconds]}{millis:03d}Z"
+    # Two lookups and a concatenation: the f-string with a format spec took twice as long,
+    # and a backfill formats four times per output record.
+    return _SECOND_PREFIXES[ms // 1000] + _MILLIS_SUFFIXES[ms % 1000]
 
 
 def seconds_text(ms: int) -> str:
@@ -30,6 +31,11 @@ def _format_second(seconds: int) -> str:
 # Output times cluster in few seconds (window bounds, events of the same moments), so the
 # calendar work is done once per second: formatting was a tenth of a backfill's time.
 _SECOND_PREFIXES = Memo(_format_second, 1 << 16)
+_MILLIS_SUFFIXES = tuple(f"{millis:03d}Z" for millis in range(1000))
+
+# Window bounds lie on the window grid, so few distinct ones are in use at a time: the whole
+# text of each is remembered (`BOUND_TEXT[start]` is format_ts(start), a dict lookup).
+BOUND_TEXT = Memo(format_ts, 1 << 12)
 
 
 def _civil_from_days(days: int) -> Tuple[int, int, int]:
