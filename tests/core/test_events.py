@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.events import (CLICK, OTHER, PAGE_VIEW, PURCHASE, Event, MalformedEvent,
-                                     make_event, parse_event, parse_timestamp, strip_query)
+                                     _parse_rfc3339_text, make_event, parse_event,
+                                     parse_timestamp, strip_query)
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -245,6 +246,71 @@ def test_ts_rfc3339(text, expected):
     assert type(event.ts) is int
     assert event.ts == expected
     assert parse_timestamp(text) == expected
+
+
+# Texts with exactly three fraction digits take a fast path (the instant of the text without
+# them, remembered, plus the milliseconds); these sit on its edges and must agree with the
+# full parse, value or message.
+FAST_PATH_EDGES = [
+    "9999-12-31T23:59:59.999Z",  # the last millisecond there is
+    "9999-12-31T23:59:59.999-00:01",  # past it by the offset: out of range
+    "0001-01-01T00:00:00.000Z",
+    "0001-01-01T00:00:00.500+00:01",  # before year 1 in UTC
+    "2026-01-01t00:00:05.123z", "2026-01-01 00:00:05.123+02:00",
+    "2026-02-29T00:00:00.123Z",  # not a leap year: the second is wrong, not the fraction
+    "2024-02-29T23:59:59.999+23:59", "2026-01-01T00:00:05.12Z", "2026-01-01T00:00:05.1234Z",
+    "2026-01-01T00:00:05.12aZ", "2026-01-01T00:00:05.١٢٣Z",  # Arabic-Indic digits
+    "2026-01-01T00:00:05.123", "2026-01-01T00:00:05.123+2:00", "2026-01-01T00:00:05.123+24:00",
+    "2026-01-01T00:00:05.123UTC",
+]
+
+
+def full_parse(text: str):
+    try:
+        return _parse_rfc3339_text(text)
+    except MalformedEvent as exc:
+        return str(exc)
+
+
+def fast_parse(text: str):
+    try:
+        return parse_timestamp(text)
+    except MalformedEvent as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("text", FAST_PATH_EDGES)
+def test_ts_fast_path_agrees_with_the_full_parse(text):
+    for _ in range(2):  # the second time the instant of the second is remembered
+        assert fast_parse(text) == full_parse(text)
+    try:
+        expected = ref_ts(text)
+    except Reject:
+        assert type(fast_parse(text)) is str
+    else:
+        assert fast_parse(text) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(MIN_MS - 86_400_000, MAX_MS + 86_400_000),
+       st.sampled_from(["Z", "z", "+00:00", "-00:00", "+02:00", "-23:59", "+23:59", "+24:00"]),
+       st.sampled_from(["T", "t", " "]))
+def test_property_ts_fast_path(ms, offset, sep):
+    """Three-digit fractions at every millisecond and offset: the same value or the same
+    message as the full parse, and the reference's verdict."""
+    shift = 0 if offset in ("Z", "z") else (1 if offset[0] == "+" else -1) * (
+        int(offset[1:3]) * 3_600_000 + int(offset[4:6]) * 60_000)
+    try:
+        local = datetime(1970, 1, 1) + timedelta(milliseconds=ms + shift)
+    except OverflowError:
+        return  # no such local time to write
+    text = (f"{local.year:04d}-{local:%m-%d}{sep}{local:%H:%M:%S}."
+            f"{local.microsecond // 1000:03d}{offset}")
+    assert fast_parse(text) == full_parse(text)
+    try:
+        assert fast_parse(text) == ref_ts(text) == ms
+    except Reject:
+        assert type(fast_parse(text)) is str
 
 
 def test_carries_partition_offset_and_raw():
