@@ -111,12 +111,16 @@ class _Partition(StatefulSinkPartition):
         self._failures: List[KafkaError] = []
         self._state = WriterState(resumed)
         self._produced = METRICS.records_produced.labels(topic)
+        # Acknowledged since last counted: the reports are served under the partition's lock
+        # (or by the worker alone), and the counter's own lock once per record cost 1.5 % of
+        # a backfill; counted once per write, commit and flush instead.
+        self._acknowledged = 0
         self._errors = METRICS.produce_errors.labels(topic)
         self._producer = Producer(client_config(settings, **producer_config))
 
     def _on_delivery(self, err, msg) -> None:
         if err is None:
-            self._produced.inc()
+            self._acknowledged += 1
             self._state.acknowledged(msg.offset())
         else:
             self._errors.inc()
@@ -147,7 +151,13 @@ class _Partition(StatefulSinkPartition):
                     stop(f"producing to {topic}[{partition}] failed: {exc.args[0].str()}; "
                          "a restart resumes from the last snapshot")
         self._producer.poll(0)
+        self._count_acknowledged()
         self._check_failures()
+
+    def _count_acknowledged(self) -> None:
+        if self._acknowledged:
+            self._produced.inc(self._acknowledged)
+            self._acknowledged = 0
 
     def _check_failures(self) -> None:
         if self._failures:
@@ -179,6 +189,7 @@ class _Partition(StatefulSinkPartition):
 
     def _observe_emitted(self) -> None:
         """The records are readable now: how long after their windows could close."""
+        self._count_acknowledged()
         if self._closed_at:
             if self._emit_delay is not None:
                 now = time.time()  # one bucket increment per bucket and commit, not per record
@@ -202,6 +213,7 @@ class _FlushingPartition(_Partition):
 
     def close(self) -> None:
         self._flush()
+        self._count_acknowledged()
 
 
 class _TransactionalPartition(_Partition):

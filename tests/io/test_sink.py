@@ -215,3 +215,47 @@ def test_a_refusal_is_named_even_when_the_purges_it_caused_are_reported_first(mo
     part._check_failures()
     assert len(stops) == 1 and "3 record(s) to out[0] were not delivered: " in stops[0]
     assert refusal.str() in stops[0] and "Purged" not in stops[0]
+
+
+def test_acknowledged_records_are_counted_once_per_write_not_per_record(monkeypatch):
+    """records_produced counts every acknowledged record, one counter increment per write
+    (the reports of the write's records are served by its poll)."""
+    from clickstream.io import sink
+    from clickstream.runtime.metrics import METRICS
+
+    class Acknowledging:
+        def __init__(self, config):
+            self.reports = []
+            self.offset = 0
+
+        def produce(self, topic, value, key, partition, on_delivery, headers):
+            self.reports.append((on_delivery, self.offset))
+            self.offset += 1
+
+        def poll(self, timeout=0):
+            for on_delivery, offset in self.reports:
+                on_delivery(None, type("Msg", (), {"offset": lambda self, o=offset: o})())
+            self.reports = []
+
+        def flush(self, timeout=None):
+            self.poll()
+            return 0
+
+        def __len__(self):
+            return len(self.reports)
+
+    monkeypatch.setattr(sink, "Producer", Acknowledging)
+    settings = Settings.from_env({"CLICKSTREAM_DELIVERY": "at-least-once"})
+    part = RecordSink(settings, "acked-out", 1).build_part("out", "00000", None)
+    counter = METRICS.records_produced.labels("acked-out")
+    increments = []
+    real_inc = counter.inc
+    monkeypatch.setattr(counter, "inc", lambda amount=1: (increments.append(amount),
+                                                          real_inc(amount)))
+    before = counter._value.get()
+    letters = [Record(None, b"{}", f"0:{offset}", None) for offset in range(4)]
+    part.write_batch([letters[:2], letters[2:3]])
+    part.write_batch([letters[3:]])
+    assert counter._value.get() - before == 4 and increments == [3, 1]
+    part.close()  # nothing more acknowledged: no increment of 0
+    assert counter._value.get() - before == 4 and increments == [3, 1]
