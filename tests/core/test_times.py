@@ -12,12 +12,12 @@ from clickstream.core.times import BOUND_TEXT, format_ts
     -1, -62135596800000, 253402300799999, 951782400000, 4107542400000,
 ])
 def test_format_ts_matches_datetime(ms):
-    dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
-    assert format_ts(ms) == f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    assert format_ts(ms) == expected(ms)
     assert format_ts(ms).zfill(24) == format_ts(ms)  # always 4-digit year, 24 characters
 
 
 def expected(ms: int) -> str:
+    """`ms` formatted by datetime: the reference."""
     dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
     return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
