@@ -113,7 +113,7 @@ class _Partition(StatefulSinkPartition):
         self._produced = METRICS.records_produced.labels(topic)
         # Acknowledged since last counted: the reports are served under the partition's lock
         # (or by the worker alone), and the counter's own lock once per record cost 1.5 % of
-        # a backfill; counted once per write, commit and flush instead.
+        # a backfill; counted where they are served: after each write's poll, commit and flush.
         self._acknowledged = 0
         self._errors = METRICS.produce_errors.labels(topic)
         self._producer = Producer(client_config(settings, **producer_config))
@@ -185,11 +185,11 @@ class _Partition(StatefulSinkPartition):
         while self._producer.flush(5.0) > 0:
             log.warning("waiting for Kafka to acknowledge %d record(s) to %s[%d]",
                         len(self._producer), self._topic, self._partition)
+        self._count_acknowledged()
         self._check_failures()
 
     def _observe_emitted(self) -> None:
         """The records are readable now: how long after their windows could close."""
-        self._count_acknowledged()
         if self._closed_at:
             if self._emit_delay is not None:
                 now = time.time()  # one bucket increment per bucket and commit, not per record
@@ -213,7 +213,6 @@ class _FlushingPartition(_Partition):
 
     def close(self) -> None:
         self._flush()
-        self._count_acknowledged()
 
 
 class _TransactionalPartition(_Partition):
@@ -368,6 +367,7 @@ class _TransactionalPartition(_Partition):
         self._call("commit_transaction", COMMIT_TIMEOUT_S)
         self._in_transaction = False
         self._producer.poll(0)
+        self._count_acknowledged()
         self._check_failures()
         if self._closed_at:
             faults.reach("after-commit")
