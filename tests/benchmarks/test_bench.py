@@ -142,6 +142,28 @@ def test_results_files_carry_no_path_of_the_machine_they_ran_on():
     assert found and {name: paths for name, paths in found.items() if paths} == {}
 
 
+def _rates(on, off):
+    from bench.run import SESSIONS_PAIR
+    return {SESSIONS_PAIR[0]: {"steady_rate": on}, SESSIONS_PAIR[1]: {"steady_rate": off}}
+
+
+def test_the_sessions_cost_goal_is_judged_on_visits_and_the_stress_ratio_shown_beside_it():
+    from bench.run import targets
+    rows = {row["target"]: row for row in targets(
+        _rates(28_000, 40_000), None, None, None, "default",
+        {"systems": _rates(27_000, 30_000)})}
+    goal = rows["sessions on / sessions off (1 process, exactly-once; visits input, 30-min gap)"]
+    assert goal["goal"] == 0.75 and goal["value"] == pytest.approx(0.9) and goal["met"] is True
+    [stress] = [row for name, row in rows.items() if name.startswith("sessions on / sessions "
+                                                                     "off, default input")]
+    assert stress["goal"] is None and stress["value"] == pytest.approx(0.7)
+    # a run on the visits input judges its own pair; a pair not run gives no row at all
+    [row] = [r for r in targets(_rates(21_000, 30_000), None, None, None, "visits")
+             if r["target"].startswith("sessions")]
+    assert row["goal"] == 0.75 and row["met"] is False
+    assert not [r for r in targets({}, None, None, None) if r["target"].startswith("sessions")]
+
+
 def test_every_job_gets_the_same_topics_group_window_and_lateness_under_both_names():
     from bench.systems import job_env
 
