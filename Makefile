@@ -69,10 +69,10 @@ bench: $(VENV)/.installed ## benchmark vs the limit, naive Bytewax, Quix Streams
 	scripts/pg.sh up
 	$(PY) -m bench.run
 
-bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each, no memory runs nor live rate search: for use while optimising
+bench-quick: $(VENV)/.installed ## the same, 300,000 events, one run each, no memory runs, live rate search nor visits pass of the sessions pair: for use while optimising
 	scripts/kafka.sh up
 	scripts/pg.sh up
-	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run --skip-memory --skip-live
+	BENCH_EVENTS=$${BENCH_EVENTS:-300000} BENCH_REPEATS=$${BENCH_REPEATS:-1} $(PY) -m bench.run --skip-memory --skip-live --skip-visits
 
 bench-live: $(VENV)/.installed ## only the sustainable live rate search: ours at 1 and 2 processes, Flink SQL, Kafka Streams (BENCH_LIVE_ARGS, e.g. --only "flink sql")
 	scripts/kafka.sh up

@@ -1,7 +1,7 @@
 """`make bench`: our dataflow against the limit and its peers, on one topic, on this machine.
 
     python -m bench.run [--events N] [--repeats R] [--only NAME ...] [--input default|visits]
-                        [--skip-latency] [--skip-memory] [--skip-live]
+                        [--skip-latency] [--skip-memory] [--skip-live] [--skip-visits]
 
 1. Loads one input topic (BENCH_EVENTS, default 1,000,000 events from our generator, 20k users,
    4 partitions; BENCH_INPUT=visits: the generator's visits mode instead of its default one)
@@ -121,6 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-live", action="store_true", help="no sustainable live rate search")
+    parser.add_argument("--skip-visits", action="store_true",
+                        help="no second pass of the sessions on/off pair on the visits input")
     parser.add_argument("--brokers", default=os.environ.get("CLICKSTREAM_BROKERS", "127.0.0.1:9092"))
     args = parser.parse_args(argv)
 
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
     runs, checks = run_systems(systems, args, topic, want, gap_ms, max_ms)
     delete_topics(args.brokers, [topic])
     summary = summarise(systems, runs, args.events)
-    visits = sessions_on_visits(args, systems) if args.input == "default" else None
+    visits = (sessions_on_visits(args, systems)
+              if args.input == "default" and not args.skip_visits else None)
     ours_best = best_of_ours(summary)
     live = None
     if not args.skip_latency and ours_best:
