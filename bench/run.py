@@ -22,7 +22,8 @@
 4. Latency (live, at half of our best rate) and memory (1M users in open windows) of ours.
 5. The sustainable live rate (bench/live.py) of ours at 1 and 2 processes, Flink SQL and Kafka
    Streams, each searched from half its steady rate above.
-6. Prints the medians and ratios and writes bench/results/<time>.json with the core count.
+6. Prints the medians and ratios and writes bench/results/<time>.json with the core count, and
+   the table to latest.md (latest-partial.md for a run of some systems: --only).
 """
 
 import argparse
@@ -201,9 +202,12 @@ def main(argv=None) -> int:
     path = results / f"{report['when'].replace(':', '')}.json"
     path.write_text(json.dumps(finite(report), indent=2))
     table = render(report)
-    (results / "latest.md").write_text(table + "\n")
+    # latest.md is the last whole run's table (the README points at it); a run of some systems
+    # (--only) leaves it alone and writes its own, kept out of git.
+    latest = results / ("latest-partial.md" if args.only else "latest.md")
+    latest.write_text(table + "\n")
     print("\n" + table)
-    print(f"\nwritten: {path} and {results / 'latest.md'}")
+    print(f"\nwritten: {path} and {latest}")
     return 0
 
 
