@@ -113,7 +113,7 @@ class _Partition(StatefulSinkPartition):
         self._produced = METRICS.records_produced.labels(topic)
         # Acknowledged since last counted: the reports are served under the partition's lock
         # (or by the worker alone), and the counter's own lock once per record cost 1.5 % of
-        # a backfill; counted where they are served: after each write's poll, commit and flush.
+        # a backfill; counted where they are served (_reports_served).
         self._acknowledged = 0
         self._errors = METRICS.produce_errors.labels(topic)
         self._producer = Producer(client_config(settings, **producer_config))
@@ -151,13 +151,15 @@ class _Partition(StatefulSinkPartition):
                     stop(f"producing to {topic}[{partition}] failed: {exc.args[0].str()}; "
                          "a restart resumes from the last snapshot")
         self._producer.poll(0)
-        self._count_acknowledged()
-        self._check_failures()
+        self._reports_served()
 
-    def _count_acknowledged(self) -> None:
+    def _reports_served(self) -> None:
+        """After a write's poll, a flush or a commit served delivery reports: count the
+        acknowledged records at once, and stop on a failed one."""
         if self._acknowledged:
             self._produced.inc(self._acknowledged)
             self._acknowledged = 0
+        self._check_failures()
 
     def _check_failures(self) -> None:
         if self._failures:
@@ -185,8 +187,7 @@ class _Partition(StatefulSinkPartition):
         while self._producer.flush(5.0) > 0:
             log.warning("waiting for Kafka to acknowledge %d record(s) to %s[%d]",
                         len(self._producer), self._topic, self._partition)
-        self._count_acknowledged()
-        self._check_failures()
+        self._reports_served()
 
     def _observe_emitted(self) -> None:
         """The records are readable now: how long after their windows could close."""
@@ -367,8 +368,7 @@ class _TransactionalPartition(_Partition):
         self._call("commit_transaction", COMMIT_TIMEOUT_S)
         self._in_transaction = False
         self._producer.poll(0)
-        self._count_acknowledged()
-        self._check_failures()
+        self._reports_served()
         if self._closed_at:
             faults.reach("after-commit")
         self._observe_emitted()
