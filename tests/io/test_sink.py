@@ -99,17 +99,39 @@ def test_a_sink_state_of_an_unknown_format_is_refused(stored, words):
         SinkSnapshot.load(stored)
 
 
-class StartingProducer:
+class ServingProducer:
+    """A producer stand-in that acknowledges every record: `poll` (and `flush`, and a commit)
+    serves the delivery reports of what was produced since, offsets counting up."""
+
+    def __init__(self, config):
+        self.config = config
+        self._reports = []
+        self._offset = 0
+
+    def produce(self, topic, value, key, partition, on_delivery, headers):
+        self._reports.append((on_delivery, self._offset))
+        self._offset += 1
+
+    def poll(self, timeout=0):
+        reports, self._reports = self._reports, []
+        for report, offset in reports:
+            report(None, type("Msg", (), {"offset": lambda self, o=offset: o})())
+
+    def flush(self, timeout=None):
+        self.poll()
+        return 0
+
+    def __len__(self):
+        return len(self._reports)
+
+
+class StartingProducer(ServingProducer):
     """A transactional producer whose init_transactions waits for `release` (a stand-in: the
     start's order and what waits for it are the subject here, not Kafka)."""
 
     release = None  # threading.Event, set by the test
     failure = None  # an exception init_transactions raises instead
     inits: list = []
-
-    def __init__(self, config):
-        self.config = config
-        self._reports = []
 
     def init_transactions(self, timeout):
         StartingProducer.inits.append(self.config["transactional.id"])
@@ -120,19 +142,8 @@ class StartingProducer:
     def begin_transaction(self):
         pass
 
-    def produce(self, topic, value, key, partition, on_delivery, headers):
-        self._reports.append(on_delivery)
-
-    def poll(self, timeout=0):
-        reports, self._reports = self._reports, []
-        for offset, report in enumerate(reports):
-            report(None, type("Msg", (), {"offset": lambda self, o=offset: o})())
-
     def commit_transaction(self, timeout=None):
         self.poll()
-
-    def __len__(self):
-        return len(self._reports)
 
 
 @pytest.fixture
@@ -223,28 +234,7 @@ def test_acknowledged_records_are_counted_once_per_write_not_per_record(monkeypa
     from clickstream.io import sink
     from clickstream.runtime.metrics import METRICS
 
-    class Acknowledging:
-        def __init__(self, config):
-            self.reports = []
-            self.offset = 0
-
-        def produce(self, topic, value, key, partition, on_delivery, headers):
-            self.reports.append((on_delivery, self.offset))
-            self.offset += 1
-
-        def poll(self, timeout=0):
-            for on_delivery, offset in self.reports:
-                on_delivery(None, type("Msg", (), {"offset": lambda self, o=offset: o})())
-            self.reports = []
-
-        def flush(self, timeout=None):
-            self.poll()
-            return 0
-
-        def __len__(self):
-            return len(self.reports)
-
-    monkeypatch.setattr(sink, "Producer", Acknowledging)
+    monkeypatch.setattr(sink, "Producer", ServingProducer)
     settings = Settings.from_env({"CLICKSTREAM_DELIVERY": "at-least-once"})
     part = RecordSink(settings, "acked-out", 1).build_part("out", "00000", None)
     counter = METRICS.records_produced.labels("acked-out")
