@@ -36,7 +36,6 @@ state expires with the key state.
 """
 
 import heapq
-import pickle
 from bisect import insort
 from dataclasses import dataclass
 from operator import itemgetter
@@ -44,6 +43,7 @@ from typing import ClassVar, Dict, List, NamedTuple, Optional
 
 from clickstream.core import codec
 from clickstream.core.aggregations import distinct_count, with_distinct
+from clickstream.core.blobs import is_packed, pack, unpack
 from clickstream.core.dues import compact
 from clickstream.core.events import CLICK, PAGE_VIEW, PURCHASE, SHARED_URLS
 from clickstream.core.times import format_ts
@@ -165,9 +165,11 @@ SESSION_SUMMARY = SessionSummary()
 class SessionsSnapshot:
     """The open sessions in the recovery store: per GROUP_MS group of their users' first open
     session start, the pickled {user: [(start, end, items, agg)]}; a group is pickled again
-    only when one of its users changed (most changes touch the last few minutes' groups)."""
+    only when one of its users changed (most changes touch the last few minutes' groups).
+    Groups are `blobs.pack`ed since version 2; version 1 held bare pickles (read as they are,
+    packed at the next snapshot)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     groups: Dict[int, bytes]
     version: int = VERSION
 
@@ -557,10 +559,9 @@ class KeyedSessions:
         for group in self._dirty:
             members = groups.get(group)
             if members:
-                blobs[group] = pickle.dumps(
+                blobs[group] = pack(
                     {key: [(s.start, s.end, s.items, s.agg) for s in opened[key]]
-                     for key in sorted(members)},
-                    pickle.HIGHEST_PROTOCOL)
+                     for key in sorted(members)})
             else:
                 blobs.pop(group, None)
         self._dirty.clear()
@@ -575,16 +576,19 @@ class KeyedSessions:
             heap.clear()
         if stored is None:
             return
-        if not isinstance(stored, SessionsSnapshot) or stored.version != SessionsSnapshot.VERSION:
+        if not isinstance(stored, SessionsSnapshot) or stored.version not in (1, SessionsSnapshot.VERSION):
             found = getattr(stored, "version", type(stored).__name__)
             raise ValueError(f"the recovery store holds sessions of a format this version of "
-                             f"clickstream cannot read ({found}; it reads "
+                             f"clickstream cannot read ({found}; it reads 1 to "
                              f"{SessionsSnapshot.VERSION})")
         states = self.windows.keys
         lateness = self.windows.lateness
         for stored_group, blob in stored.groups.items():
-            self._blobs[stored_group] = blob
-            for key, sessions in pickle.loads(blob).items():
+            if is_packed(blob):
+                self._blobs[stored_group] = blob
+            else:  # a bare pickle of version 1: packed at the next snapshot
+                self._dirty.add(stored_group)
+            for key, sessions in unpack(blob).items():
                 pieces = self.open[key] = [Session.of(state) for state in sessions]
                 self.count += len(pieces)
                 first = pieces[0]

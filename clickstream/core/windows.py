@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from clickstream.core.aggregations import Aggregation
+from clickstream.core.blobs import is_packed, pack, unpack
 from clickstream.core.dues import bound, compact
 from clickstream.core.times import NEVER
 
@@ -55,11 +56,13 @@ class WindowsSnapshot:
     forgotten (a dict of tuples cost 100 MB while pickling a million keys); `groups` maps each
     window start to the pickled {key: state} of the windows open at that start (a group is
     pickled again only when one of its windows changed); `clock` is the shard's newest event
-    time. Version 3 had no clock and its marks were {key: (max_ts, watermark)}, version 2 was
-    the tuple (2, marks, groups) of the same: both migrate with the clock they implied, the
-    newest max_ts of their keys (they never forgot a key)."""
+    time. Groups are `blobs.pack`ed since version 5; version 4 held them as bare pickles (read
+    as they are, packed at the next snapshot). Version 3 had no clock and its marks were
+    {key: (max_ts, watermark)}, version 2 was the tuple (2, marks, groups) of the same: both
+    migrate with the clock they implied, the newest max_ts of their keys (they never forgot a
+    key)."""
 
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     marks: bytes
     groups: Dict[int, bytes]
     clock: Optional[int] = None  # None only in a version 3 snapshot, as unpickled
@@ -68,7 +71,7 @@ class WindowsSnapshot:
     @classmethod
     def load(cls, stored) -> "WindowsSnapshot":
         """The snapshot of any version this code knows, migrated; ValueError for anything else."""
-        if isinstance(stored, cls) and stored.version == cls.VERSION:
+        if isinstance(stored, cls) and stored.version in (4, cls.VERSION):
             return stored
         if isinstance(stored, cls) and stored.version == 3:
             return cls._from_dict_marks(stored.marks, stored.groups)
@@ -442,7 +445,7 @@ class KeyedWindows:
         for start in self._dirty:
             group = starts.get(start)
             if group:
-                blobs[start] = pickle.dumps(group, pickle.HIGHEST_PROTOCOL)
+                blobs[start] = pack(group)
             else:
                 blobs.pop(start, None)
         self._dirty.clear()
@@ -470,8 +473,11 @@ class KeyedWindows:
             ks.max_ts = max_ts
             ks.watermark = watermark
         for start, blob in blobs.items():
-            group = self._starts[start] = pickle.loads(blob)
-            self._blobs[start] = blob
+            self._starts[start] = unpack(blob)
+            if is_packed(blob):
+                self._blobs[start] = blob
+            else:  # a bare pickle of version 4 or before: packed at the next snapshot
+                self._dirty.add(start)
         for start in sorted(self._starts):
             for key in self._starts[start]:
                 self._opened(self.keys[key], start)

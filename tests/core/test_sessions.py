@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.core.aggregations import UserEngagement
+from clickstream.core.blobs import is_packed, pack, unpack
 from clickstream.core.dues import bound
 from clickstream.core.events import SHARED_URLS, make_event
 from clickstream.core.sessions import (SESSION_SUMMARY, KeyedSessions, SessionsSnapshot,
@@ -286,8 +287,8 @@ def test_a_store_grouped_otherwise_is_regrouped_by_first_start_and_written_again
     stored = driver.sessions.snapshot()
     merged = {}
     for blob in stored.groups.values():
-        merged.update(pickle.loads(blob))
-    driver.sessions.restore(SessionsSnapshot({7: pickle.dumps(merged)}), 0)
+        merged.update(unpack(blob))
+    driver.sessions.restore(SessionsSnapshot({7: pack(merged)}), 0)
     assert driver.sessions.snapshot().groups.keys() == {0, 60_000, 120_000}
     driver.feed([ev("u", 20_000, offset=3), ev("v", 62_000, offset=4)])  # moves each user
     driver.feed([ev("w", 140_000, offset=5)])
@@ -295,6 +296,26 @@ def test_a_store_grouped_otherwise_is_regrouped_by_first_start_and_written_again
     driver.end()
     assert sessions_of(driver) == [("u", 1_000, 20_000, 2), ("v", 61_000, 62_000, 2),
                                    ("w", 125_000, 140_000, 2)]
+
+
+def test_a_version_1_store_restores_and_its_groups_are_packed_at_the_next_snapshot():
+    """Version 1 held its groups as bare pickles; they read as they are and are written
+    packed at the next snapshot, each under its own group."""
+    driver = Driver()
+    driver.feed([ev("u", 1_000), ev("v", 61_000, offset=1), ev("w", 125_000, offset=2)])
+    stored = driver.sessions.snapshot()
+    assert stored.version == SessionsSnapshot.VERSION == 2
+    assert all(is_packed(blob) for blob in stored.groups.values())
+    v1 = SessionsSnapshot({group: pickle.dumps(unpack(blob), pickle.HIGHEST_PROTOCOL)
+                           for group, blob in stored.groups.items()}, version=1)
+    before = driver.sessions.contents()
+    driver.sessions.restore(pickle.loads(pickle.dumps(v1)), 0)
+    assert driver.sessions.contents() == before
+    again = driver.sessions.snapshot()
+    assert again.groups.keys() == stored.groups.keys()
+    assert all(is_packed(blob) for blob in again.groups.values())
+    assert {g: unpack(b) for g, b in again.groups.items()} == {
+        g: unpack(b) for g, b in stored.groups.items()}
 
 
 def test_a_damaged_sessions_snapshot_is_refused_in_one_line():

@@ -5,6 +5,7 @@ import pickle
 import pytest
 
 from clickstream.core.aggregations import PageTraffic, UserEngagement
+from clickstream.core.blobs import is_packed, unpack
 from clickstream.core.events import make_event
 from clickstream.core.windows import KeyedWindows, WindowsSnapshot
 
@@ -235,7 +236,8 @@ def test_bad_window_parameters_are_refused(width, lateness):
 
 def test_a_snapshot_is_frozen_and_versioned():
     snap = KeyedWindows(UserEngagement(), 5000, 10000).snapshot()
-    assert snap.version == WindowsSnapshot.VERSION == 4
+    assert snap.version == WindowsSnapshot.VERSION == 5
+    assert all(is_packed(blob) for blob in snap.groups.values())
     with pytest.raises(AttributeError):
         snap.groups = {}
 
@@ -245,12 +247,18 @@ def old_marks(windows: KeyedWindows) -> bytes:
     return pickle.dumps({k: (m, w) for k, (m, w, _) in windows.contents().items()})
 
 
+def bare(groups: dict) -> dict:
+    """Groups as versions 2 to 4 stored them: bare pickles."""
+    return {start: pickle.dumps(unpack(blob), pickle.HIGHEST_PROTOCOL)
+            for start, blob in groups.items()}
+
+
 def test_a_version_2_snapshot_is_migrated_on_restore():
     windows = KeyedWindows(UserEngagement(), 5000, 10000)
     _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
     now = windows.snapshot()
     restored = KeyedWindows(UserEngagement(), 5000, 10000)
-    restored.restore((2, old_marks(windows), now.groups), now=0)  # the tuple version 2 stored
+    restored.restore((2, old_marks(windows), bare(now.groups)), now=0)  # the tuple version 2 stored
     assert restored.contents() == windows.contents()
     assert restored.clock == windows.clock == 16000  # the newest event time of its keys
 
@@ -259,7 +267,7 @@ def test_a_version_3_snapshot_is_migrated_with_the_clock_it_implied():
     windows = KeyedWindows(UserEngagement(), 5000, 10000)
     _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
     now = windows.snapshot()
-    v3 = WindowsSnapshot(old_marks(windows), now.groups, version=3)  # as unpickled: no clock
+    v3 = WindowsSnapshot(old_marks(windows), bare(now.groups), version=3)  # as unpickled: no clock
     restored = KeyedWindows(UserEngagement(), 5000, 10000, ttl_ms=20000)
     restored.restore(v3, now=0)
     assert restored.contents() == windows.contents() and restored.clock == 16000
@@ -268,7 +276,32 @@ def test_a_version_3_snapshot_is_migrated_with_the_clock_it_implied():
     assert restored.keys == {} and restored.clock < -(2**61)
 
 
+def test_a_version_4_snapshot_restores_and_its_groups_are_packed_at_the_next_snapshot():
+    windows = KeyedWindows(UserEngagement(), 5000, 10000)
+    _feed(windows, [("u", 1000), ("u", 16000), ("v", 3000)], now=50)
+    now = windows.snapshot()
+    v4 = WindowsSnapshot(now.marks, bare(now.groups), now.clock, version=4)
+    restored = KeyedWindows(UserEngagement(), 5000, 10000)
+    restored.restore(pickle.loads(pickle.dumps(v4)), now=0)
+    assert restored.contents() == windows.contents() and restored.clock == 16000
+    again = restored.snapshot()
+    assert again.version == 5 and again.groups.keys() == now.groups.keys()
+    assert all(is_packed(blob) for blob in again.groups.values())
+    assert {s: unpack(b) for s, b in again.groups.items()} == {
+        s: unpack(b) for s, b in now.groups.items()}
+
+
+def test_a_damaged_group_is_refused_in_one_line():
+    windows = KeyedWindows(UserEngagement(), 5000, 10000)
+    _feed(windows, [("u", 1000)], now=50)
+    now = windows.snapshot()
+    (start, blob), = now.groups.items()
+    damaged = WindowsSnapshot(now.marks, {start: blob[:-3]}, now.clock)
+    with pytest.raises(ValueError, match="damaged"):
+        KeyedWindows(UserEngagement(), 5000, 10000).restore(damaged, now=0)
+
+
 def test_a_snapshot_of_a_newer_version_is_refused():
     newer = WindowsSnapshot(b"", {}, version=WindowsSnapshot.VERSION + 1)
-    with pytest.raises(ValueError, match=r"format .*\(version 5;"):
+    with pytest.raises(ValueError, match=rf"format .*\(version {WindowsSnapshot.VERSION + 1};"):
         KeyedWindows(UserEngagement(), 5000, 10000).restore(newer, now=0)
