@@ -576,7 +576,8 @@ class KeyedSessions:
             heap.clear()
         if stored is None:
             return
-        if not isinstance(stored, SessionsSnapshot) or stored.version not in (1, SessionsSnapshot.VERSION):
+        known = (1, SessionsSnapshot.VERSION)
+        if not isinstance(stored, SessionsSnapshot) or stored.version not in known:
             found = getattr(stored, "version", type(stored).__name__)
             raise ValueError(f"the recovery store holds sessions of a format this version of "
                              f"clickstream cannot read ({found}; it reads 1 to "
