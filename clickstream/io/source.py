@@ -20,6 +20,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError,
                              KafkaException, TopicPartition)
 
+from clickstream.core.batches import Batch
 from clickstream.core.deadletters import MALFORMED, dead_letter
 from clickstream.core.events import MalformedEvent, parse_event
 from clickstream.core.records import DEAD_LETTERS, Record, dead_letter_ident
@@ -135,7 +136,7 @@ class ClickPartition(StatefulSourcePartition):
             key = USER_SHARD_KEYS[shard_of(event.user_id)]
             bucket = shards.get(key)
             if bucket is None:
-                shards[key] = [event]
+                shards[key] = Batch((event,))
             else:
                 bucket.append(event)
         if last is not None:

@@ -13,6 +13,7 @@ from typing import Iterable, List, Optional, Tuple
 from bytewax.operators import StatefulBatchLogic
 
 from clickstream.core.aggregations import Aggregation
+from clickstream.core.batches import Batch
 from clickstream.core.deadletters import LATE, dead_letter
 from clickstream.core.partitioner import Partitioner
 from clickstream.core.records import DEAD_LETTERS, Record, Tag, dead_letter_ident
@@ -160,7 +161,7 @@ def grouped(closed: list, tag: Tag, partition_of: Partitioner, out: list) -> Non
         partition = partition_of(key)
         records = by_partition.get(partition)
         if records is None:
-            by_partition[partition] = [record]
+            by_partition[partition] = Batch((record,))
         else:
             records.append(record)
     for partition, records in by_partition.items():

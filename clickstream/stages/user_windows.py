@@ -7,6 +7,7 @@ Events on time for their user go on to the page stage, grouped by page shard.
 from typing import List, Optional, Tuple
 
 from clickstream.core.aggregations import USER_ENGAGEMENT
+from clickstream.core.batches import Batch
 from clickstream.core.partitioner import Partitioner
 from clickstream.core.records import PAGE_IN, SESSION, USER
 from clickstream.core.sessions import ClosedSession, KeyedSessions, UserShardSnapshot
@@ -64,7 +65,7 @@ class UserShard(WindowShard):
                 shard = PAGE_SHARD_OF[event.url]
                 bucket = to_pages.get(shard)
                 if bucket is None:
-                    to_pages[shard] = [event]
+                    to_pages[shard] = Batch((event,))
                 else:
                     bucket.append(event)
         out = [(PAGE_IN, item) for item in to_pages.items()]
