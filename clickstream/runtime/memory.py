@@ -4,11 +4,12 @@ import ctypes
 import gc
 
 # Python's defaults are (700, 10, 10). The first counts tracked objects allocated minus those
-# freed, so it is reached only as state grows, and a young collection walks every young
-# object still alive, a batch's tens of thousands among them. 1M-event backfill with sessions
-# (the bench's, gc.callbacks): 31 young collections and 1.35 s at 100,000, 13 and 0.43 s at
-# 400,000 (about 35 ms each either way; 92 and 2.6 s at 50,000 before sessions).
-GC_THRESHOLDS = (400_000, 50, 100)
+# freed since the last collection, so it is reached as state grows, and a young collection
+# walks every young object still alive (about 1 us each), a batch's tens of thousands among
+# them. 1M-event backfill with sessions (the bench's, gc.callbacks): 20 young collections of
+# 30 to 120 ms at 100,000 (1.9 s); 2 at 400,000 (0.6 s), but of 300 ms each, more than the
+# live p99 goal (250 ms), so not kept. Before sessions: 92 and 2.6 s at 50,000.
+GC_THRESHOLDS = (100_000, 50, 100)
 
 # glibc's mallopt parameter, and the size from which a malloc gets a mapping of its own.
 M_MMAP_THRESHOLD = -3
