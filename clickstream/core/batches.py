@@ -7,7 +7,9 @@ the class's Python `__new__`. At 2 processes that was 21 to 24 % of each process
 
 A `Batch` is a list that pickles its elements once, as plain tuples, keeps those bytes for the
 second call, and is rebuilt in the receiving process with `tuple.__new__` (no Python call per
-element). Within a process nothing is pickled and a Batch is simply a list.
+element). Within a process nothing is pickled and a Batch is simply a list. Every list of
+events or records a step hands on is one: the source's, the window stages' and their dead
+letters'.
 
 Rules: every element of a batch has one class, a tuple subclass (else it pickles as a plain list
 would); a batch is not changed once emitted (the kept bytes are its contents when first pickled;

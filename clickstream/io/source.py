@@ -98,7 +98,7 @@ class ClickPartition(StatefulSourcePartition):
         else:
             messages = self._consumer.consume(self._batch_size, 0.001)
         shards: Dict[str, list] = {}
-        dead: list = []
+        dead = Batch()  # malformed messages' records: they cross to the dead-letter sink too
         last = None
         newest = NEVER
         topic, partition, end = self._topic, self._partition, self._end

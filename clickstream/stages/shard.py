@@ -118,7 +118,7 @@ class WindowShard(StatefulBatchLogic):
                                               event.offset, event.raw),
                             dead_letter_ident(event.partition, event.offset), None)
             partition = dead_letter_partition(event.partition, self.dlq_partitions)
-            by_partition.setdefault(partition, []).append(record)
+            by_partition.setdefault(partition, Batch()).append(record)
         for partition, records in by_partition.items():
             out.append((DEAD_LETTERS, (partition, records)))
         METRICS.events_late.inc(len(late))
